@@ -1,0 +1,53 @@
+# README's two commands: `make demo` (the main job) and `make test` (the whole suite).
+# Both set up .venv on a fresh machine first. Nothing is written outside this checkout.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+EXTRAS ?= train,serve,dev
+
+export LLMFT_HOME ?= $(CURDIR)/.llmft
+export HF_HOME := $(LLMFT_HOME)/hf
+export MPLCONFIGDIR := $(LLMFT_HOME)/matplotlib
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM := false
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test install export sync-check nbtest pytest clean
+
+$(BIN)/.installed: settings.ini setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	OMP_NUM_THREADS=2 $(BIN)/llmft demo
+
+test: install sync-check nbtest pytest
+
+# The library must be the export of the notebooks, the notebooks clean and README generated from index.
+sync-check: install
+	@before="$$(git status --porcelain -- llmft nbs README.md; git diff -- llmft nbs README.md)"; \
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py; \
+	after="$$(git status --porcelain -- llmft nbs README.md; git diff -- llmft nbs README.md)"; \
+	if [ "$$before" != "$$after" ]; then \
+	  echo "sync-check: nbdev_export/nbdev_clean/make_readme changed these files; the notebooks are the source:"; \
+	  git status --porcelain -- llmft nbs README.md; exit 1; fi; echo "sync-check: library, notebooks and README agree"
+
+# Two notebooks at a time, one thread each: two busy processes on two cores must not oversubscribe.
+nbtest: install
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
+
+pytest: install
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q tests
+
+export: install
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py
+
+clean:
+	rm -rf runs _docs _proc .pytest_cache
