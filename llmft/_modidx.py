@@ -107,4 +107,11 @@ d = { 'settings': { 'branch': 'main',
                                 'llmft.pipeline.library_versions': ('pipeline.html#library_versions', 'llmft/pipeline.py'),
                                 'llmft.pipeline.machine_info': ('pipeline.html#machine_info', 'llmft/pipeline.py'),
                                 'llmft.pipeline.run_pipeline': ('pipeline.html#run_pipeline', 'llmft/pipeline.py'),
-                                'llmft.pipeline.stage': ('pipeline.html#stage', 'llmft/pipeline.py')}}}
+                                'llmft.pipeline.stage': ('pipeline.html#stage', 'llmft/pipeline.py')},
+            'llmft.qlora': { 'llmft.qlora.bnb_config': ('qlora.html#bnb_config', 'llmft/qlora.py'),
+                             'llmft.qlora.disable_cpu_repack': ('qlora.html#disable_cpu_repack', 'llmft/qlora.py'),
+                             'llmft.qlora.gradient_watch': ('qlora.html#gradient_watch', 'llmft/qlora.py'),
+                             'llmft.qlora.load_4bit_base': ('qlora.html#load_4bit_base', 'llmft/qlora.py'),
+                             'llmft.qlora.merge_4bit_adapter': ('qlora.html#merge_4bit_adapter', 'llmft/qlora.py'),
+                             'llmft.qlora.merge_report': ('qlora.html#merge_report', 'llmft/qlora.py'),
+                             'llmft.qlora.quantization_report': ('qlora.html#quantization_report', 'llmft/qlora.py')}}}
