@@ -1,0 +1,31 @@
+"`llmft eval` as a user runs it, on a real fine-tune, and its errors."
+import json
+from pathlib import Path
+from conftest import run_cli
+from llmft.data import sample_dataset_dir
+
+TEST = sample_dataset_dir()/"test.jsonl"
+
+def test_cli_eval_base_vs_finetuned(tmp_path, tiny_base):
+    r = run_cli("train", f"output_dir={tmp_path/'ft'}", f"tracking.store_dir={tmp_path}", "max_steps=200", "batch_size=32", "save_steps=200", "eval_steps=200", "data.max_eval_examples=20")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_cli("eval", "--base", "tiny", "--adapter", tmp_path/"ft"/"adapter", "--data", TEST, "--out", tmp_path/"rep", "--max-examples", "60")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Both models saw identical inputs: 60 examples" in r.stdout and "report:" in r.stdout
+    ev = json.loads((tmp_path/"rep"/"eval.json").read_text())
+    assert ev["comparison"]["perplexity"]["verdict"] == "better"
+    assert ev["summary"]["tuned"]["perplexity"] < ev["summary"]["base"]["perplexity"]
+    import mlflow
+    run_id = json.loads((tmp_path/"ft"/"llmft_run.json").read_text())["run_id"]
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path.resolve()}/mlflow.db")
+    assert {a.path for a in client.list_artifacts(run_id, "eval")} == {"eval/eval.html", "eval/eval.json", "eval/eval.md"}
+    assert "eval_tuned_perplexity" in client.get_run(run_id).data.metrics
+
+def test_cli_eval_errors(tmp_path):
+    r = run_cli("eval", "--base", "tiny", "--adapter", tmp_path/"missing", "--data", TEST, "--out", tmp_path/"o")
+    assert r.returncode == 2 and "adapter folder" in r.stderr and "does not exist" in r.stderr
+    empty = tmp_path/"empty.jsonl"; empty.write_text("")
+    r = run_cli("eval", "--base", "tiny", "--data", empty, "--out", tmp_path/"o")
+    assert r.returncode == 1 and "contains no examples" in r.stderr
+    r = run_cli("eval", "--base", "tiny", "--data", TEST, "--out", tmp_path/"o", "--tasks", "poetry")
+    assert r.returncode == 1 and "no examples to evaluate for tasks ['poetry']" in r.stderr
