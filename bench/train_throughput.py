@@ -2,7 +2,8 @@
 
 Same model, same examples (the sample dataset's first N training examples, tokenized once by llmft so
 both see identical token ids and labels), same LoRA (r=16, all-linear), one epoch each, in one process.
-Metric: supervised (response) tokens per second of training. Writes bench/out/train_throughput.{json,md}.
+Metric: supervised (response) tokens per second of training. Rows with bf16 autocast are compared only with
+the plain trainer's bf16 row (same precision). Writes bench/out/train_throughput.{json,md}.
 """
 import argparse, json, os, platform, time
 from pathlib import Path
@@ -25,12 +26,12 @@ data = DataSettings(eval=None, max_train_examples=args.examples, max_length=args
 feats = prepare_data(TrainConfig(model=base, data=data), tok)["train"].features
 supervised = sum(sum(l != -100 for l in f.labels[1:]) for f in feats)
 
-def plain_trainer() -> float:
+def plain_trainer(bf16=False) -> float:
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
     ds = [dict(input_ids=f.input_ids, labels=f.labels, attention_mask=[1] * len(f.input_ids)) for f in feats]
     targs = TrainingArguments(output_dir=str(out/"plain"), per_device_train_batch_size=args.batch_size, num_train_epochs=1, learning_rate=3e-4,
-                              report_to=[], use_cpu=True, save_strategy="no", logging_steps=10**6, remove_unused_columns=False, disable_tqdm=True, seed=0)
+                              report_to=[], use_cpu=True, bf16=bf16, save_strategy="no", logging_steps=10**6, remove_unused_columns=False, disable_tqdm=True, seed=0)
     t = Trainer(model=model, args=targs, train_dataset=ds, data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
     t0 = time.time(); t.train(); return time.time() - t0
 
@@ -41,9 +42,13 @@ def llmft(**update) -> float:
     return train(cfg)["train_seconds"]
 
 results = {}
+packed = lambda n, **kw: llmft(data=data.model_copy(update=dict(packing=True, max_length=n)), batch_size=args.packed_batch_size * 256 // n, **kw)
 for name, fn in [("plain Trainer + PEFT", plain_trainer), ("llmft", lambda: llmft()),
                  ("llmft group_by_length", lambda: llmft(group_by_length=True)),
-                 ("llmft packing", lambda: llmft(data=data.model_copy(update=dict(packing=True)), batch_size=args.packed_batch_size))]:
+                 ("llmft packing (256-token blocks)", lambda: packed(256)),
+                 ("llmft packing (128-token blocks)", lambda: packed(128)),
+                 ("plain Trainer + PEFT, bf16 autocast", lambda: plain_trainer(bf16=True)),
+                 ("llmft packing (128-token blocks), bf16 autocast", lambda: packed(128, precision="bf16"))]:
     secs = fn(); results[name] = dict(seconds=round(secs, 2), supervised_tokens_per_s=round(supervised / secs, 1))
     print(name, results[name], flush=True)
 ref = results["plain Trainer + PEFT"]["supervised_tokens_per_s"]
