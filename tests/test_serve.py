@@ -1,0 +1,169 @@
+"`llmft serve` live on a loopback port, used through the openai SDK and raw HTTP as clients would."
+import asyncio, json, os, signal, socket, subprocess, sys, threading, time
+from pathlib import Path
+import httpx, pytest
+from openai import OpenAI, APIStatusError
+from conftest import run_cli
+
+KEY = "test-key-123"
+PROMPT = "### Instruction:\nAdd 12 and 30.\n### Response:\n"
+
+def free_port():
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+class Server:
+    "An `llmft serve` subprocess on a free 127.0.0.1 port."
+    def __init__(self, *args, env=None):
+        self.port = free_port(); self.url = f"http://127.0.0.1:{self.port}"
+        exe = Path(sys.executable).parent/"llmft"
+        self.proc = subprocess.Popen([str(exe), "serve", "--port", str(self.port), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, **(env or {})})
+        self.lines = []
+        threading.Thread(target=lambda: [self.lines.append(l) for l in self.proc.stdout], daemon=True).start()
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None: raise RuntimeError("server exited:\n" + "".join(self.lines))
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200: return
+            except httpx.HTTPError: pass
+            time.sleep(0.2)
+        raise RuntimeError("server did not start:\n" + "".join(self.lines))
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None: self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory, tiny_base):
+    out = tmp_path_factory.mktemp("ft")
+    r = run_cli("train", f"output_dir={out}", "tracking.enabled=false", "max_steps=120", "batch_size=32", "save_steps=120", "eval_steps=1000", "data.eval=null")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out/"adapter"
+
+@pytest.fixture(scope="module")
+def server(adapter):
+    s = Server("--model", "tiny", "--adapter", f"math={adapter}", "--max-batch", "8", env={"LLMFT_API_KEY": KEY})
+    yield s
+    s.stop()
+
+@pytest.fixture()
+def client(server): return OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
+
+def test_models_lists_base_and_adapter(client):
+    assert [m.id for m in client.models.list().data] == ["tiny", "math"]
+
+def test_completion_chat_and_batch_through_the_sdk(client):
+    r = client.completions.create(model="math", prompt=PROMPT, max_tokens=8, temperature=0)
+    assert r.choices[0].text and r.choices[0].finish_reason in ("stop", "length") and r.usage.prompt_tokens > 0
+    base = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=8, temperature=0)
+    assert base.choices[0].text != r.choices[0].text  # the adapter changes what is generated
+    batch = client.completions.create(model="math", prompt=[PROMPT, "### Instruction:\nReverse the word stone.\n### Response:\n", "The"], max_tokens=6, temperature=0)
+    assert [c.index for c in batch.choices] == [0, 1, 2] and batch.choices[0].text == r.choices[0].text[:len(batch.choices[0].text)]
+    chat = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Say hi"}], max_tokens=5, temperature=0)
+    assert chat.choices[0].message.role == "assistant" and chat.usage.completion_tokens <= 5
+    two = client.completions.create(model="tiny", prompt="The", max_tokens=5, n=2, temperature=1.0, seed=3)
+    assert [c.index for c in two.choices] == [0, 1]
+
+def test_streaming_through_the_sdk(client):
+    full = client.completions.create(model="math", prompt=PROMPT, max_tokens=10, temperature=0, extra_body={"ignore_eos": True}).choices[0].text
+    chunks = list(client.completions.create(model="math", prompt=PROMPT, max_tokens=10, temperature=0, stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True}))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == full
+    assert chunks[-1].usage.completion_tokens == 10 and chunks[-2].choices[0].finish_reason == "length"
+    deltas = list(client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=6, temperature=0, stream=True))
+    assert deltas[0].choices[0].delta.role == "assistant" and deltas[-1].choices[0].finish_reason in ("stop", "length")
+
+def test_stream_sends_each_token_as_generated(server):
+    "Chunks arrive spread over the generation, not all at the end."
+    times = []
+    with httpx.stream("POST", server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                      json=dict(model="tiny", prompt="The", max_tokens=40, temperature=0, ignore_eos=True, stream=True)) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data: "): times.append(time.perf_counter())
+    assert len(times) >= 40 and times[-2] - times[0] > 0  # 40 token events + [DONE]
+    assert len(set(round(t, 4) for t in times)) > 10
+
+def post(server, body, headers=None, **kw):
+    return httpx.post(server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}", **(headers or {})}, timeout=60, **({"json": body} if body is not None else {}), **kw)
+
+@pytest.mark.parametrize("body,status,needle", [
+    (dict(model="tiny", prompt="x", temperature=-1), 400, "temperature"),
+    (dict(model="tiny", prompt="x", n=99), 400, "n:"),
+    (dict(model="tiny", prompt="x", best_of=3), 400, "best_of"),
+    (dict(model="tiny", prompt="x", max_tokens=10**9), 400, "maximum context length is 1024 tokens"),
+    (dict(model="tiny", prompt="word " * 1200), 400, "maximum context length"),
+    (dict(model="nope", prompt="x"), 404, "does not exist"),
+    (dict(prompt="x"), 400, "model"),
+])
+def test_bad_requests_get_status_and_openai_error(server, body, status, needle):
+    r = post(server, body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["code"] == status and needle in err["message"]
+
+def test_empty_prompt_is_just_the_bos_token(server):
+    r = post(server, dict(model="tiny", prompt="", max_tokens=3))
+    assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] == 1
+
+def test_auth_size_and_malformed_bodies(server):
+    assert post(server, dict(model="tiny", prompt="x"), headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.post(server.url + "/v1/completions", json=dict(model="tiny", prompt="x")).status_code == 401
+    assert httpx.get(server.url + "/health").status_code == 200  # health needs no key
+    big = post(server, None, headers={"Content-Type": "application/json"}, content=b'{"model": "tiny", "prompt": "' + b"a" * 2_000_000 + b'"}')
+    assert big.status_code == 413 and "exceeds the limit" in big.json()["error"]["message"]
+    for raw in (b"\xff\xfe{not utf8", b'{"model": "tiny", "prompt": "x", "temperature": NaN}', b"[" * 50_000):
+        r = post(server, None, headers={"Content-Type": "application/json"}, content=raw)
+        assert r.status_code == 400, (raw[:20], r.text)
+
+def test_disconnect_mid_stream_frees_the_slot(server):
+    with httpx.stream("POST", server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                      json=dict(model="tiny", prompt="The", max_tokens=800, temperature=0, ignore_eos=True, stream=True)) as r:
+        next(r.iter_lines())
+    deadline = time.time() + 10
+    while time.time() < deadline and httpx.get(server.url + "/health").json()["running"] > 0: time.sleep(0.05)
+    assert httpx.get(server.url + "/health").json()["running"] == 0
+    assert "llmft_engine_aborted" in httpx.get(server.url + "/metrics").text
+
+def test_queue_full_is_503(adapter):
+    s = Server("--model", "tiny", "--max-batch", "1", "--max-waiting", "1")
+    try:
+        async def burst():
+            async with httpx.AsyncClient(timeout=60) as c:
+                return await asyncio.gather(*(c.post(s.url + "/v1/completions", json=dict(model="tiny", prompt="The", max_tokens=200, ignore_eos=True)) for _ in range(6)))
+        codes = sorted(r.status_code for r in asyncio.run(burst()))
+        assert codes.count(200) >= 2 and 503 in codes and set(codes) <= {200, 503}, codes
+    finally: s.stop()
+
+def test_sigterm_drains_in_flight_requests(adapter):
+    s = Server("--model", "tiny", "--drain-s", "20")
+    results = []
+    def call():
+        results.append(httpx.post(s.url + "/v1/completions", json=dict(model="tiny", prompt="The", max_tokens=300, ignore_eos=True, temperature=0), timeout=60))
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for t in threads: t.start()
+    time.sleep(0.5)
+    assert s.stop(signal.SIGTERM, timeout=60) == -signal.SIGTERM  # uvicorn shuts down gracefully, then re-raises the signal
+    for t in threads: t.join()
+    assert [r.status_code for r in results] == [200] * 3 and all(r.json()["usage"]["completion_tokens"] == 300 for r in results)
+    log = "".join(s.lines)
+    assert "POST /v1/completions 200" in log and "completion_tokens=300" in log and "The" not in log.split("completion_tokens=300")[0][-200:]
+
+def test_error_after_stream_began_sends_error_event_and_engine_recovers(tiny_base):
+    from fastapi.testclient import TestClient
+    from llmft.serve.app import create_app, ServerSettings
+    from llmft.serve.engine import TransformersEngine, EngineSettings
+    engine = TransformersEngine(EngineSettings(model="tiny"))
+    real, calls = engine._forward, {"n": 0}
+    def flaky(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 4: raise RuntimeError("device lost")
+        return real(*a, **kw)
+    engine._forward = flaky
+    with TestClient(create_app(ServerSettings(), engine=engine)) as c:
+        with c.stream("POST", "/v1/completions", json=dict(model="tiny", prompt="The", max_tokens=20, ignore_eos=True, stream=True)) as r:
+            assert r.status_code == 200
+            events = [e for e in "".join(r.iter_text()).split("\n\n") if e]
+        texts = [json.loads(e[6:]) for e in events[:-1]]
+        assert "choices" in texts[0] and texts[-1]["error"]["message"] == "generation failed: RuntimeError: device lost"
+        assert events[-1] == "data: [DONE]"
+        ok = c.post("/v1/completions", json=dict(model="tiny", prompt="The", max_tokens=5))
+        assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] >= 1
