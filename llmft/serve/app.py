@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['log', 'ServerSettings', 'Metrics', 'Service', 'merge', 'complete', 'chat', 'Guard', 'create_app', 'serve']
 
-# %% ../../nbs/09_serve_app.ipynb #12d4e77c
+# %% ../../nbs/09_serve_app.ipynb #5b744822
 import asyncio, hmac, json, logging, time, uuid, collections
 from contextlib import asynccontextmanager
 from ..core import Config, require
@@ -13,7 +13,7 @@ from .protocol import (APIError, CompletionRequest, ChatCompletionRequest, Compl
     ChatChoice, ChatResponseMessage, ChatCompletionChunk, ChatChunkChoice, ChatDelta, Usage, ModelCard, ModelList, make_id, sse)
 from .engine import Engine, EngineSettings, GenerationRequest, GenerationOutput, SamplingParams, make_engine
 
-# %% ../../nbs/09_serve_app.ipynb #ef54c1a5
+# %% ../../nbs/09_serve_app.ipynb #d3c577e7
 log = logging.getLogger("llmft.serve")
 
 class ServerSettings(Config):
@@ -45,7 +45,7 @@ class Metrics:
         lines += [f"llmft_{k} {v}" for k, v in gauges.items()]
         return "\n".join(lines) + "\n"
 
-# %% ../../nbs/09_serve_app.ipynb #8fa081dc
+# %% ../../nbs/09_serve_app.ipynb #1afc788d
 class Service:
     "Translates API requests into engine requests and engine outputs into API responses."
     def __init__(self, settings:ServerSettings, engine:Engine):
@@ -79,7 +79,7 @@ class Service:
             raise
         return streams
 
-# %% ../../nbs/09_serve_app.ipynb #3c5653bd
+# %% ../../nbs/09_serve_app.ipynb #232b57f7
 async def merge(streams:list):
     "Interleave async streams, yielding (stream index, item); cancels the rest when closed early."
     queue, done = asyncio.Queue(), object()
@@ -98,7 +98,7 @@ async def merge(streams:list):
         for t in tasks: t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-# %% ../../nbs/09_serve_app.ipynb #1b1e0395
+# %% ../../nbs/09_serve_app.ipynb #0a009238
 def _requests(svc:Service, req, prompt_ids:list[list[int]], max_tokens:list[int], adapter:str|None, rid:str)->list[GenerationRequest]:
     out = []
     for i, ids in enumerate(prompt_ids):
@@ -142,7 +142,7 @@ async def complete(svc:Service, req:CompletionRequest):
         yield sse("[DONE]")
     return events()
 
-# %% ../../nbs/09_serve_app.ipynb #fba0f306
+# %% ../../nbs/09_serve_app.ipynb #d2201714
 async def chat(svc:Service, req:ChatCompletionRequest):
     "Handle `/v1/chat/completions`: a JSON response, or an SSE stream of deltas."
     adapter = svc.adapter_for(req.model)
@@ -175,7 +175,7 @@ async def chat(svc:Service, req:ChatCompletionRequest):
         yield sse("[DONE]")
     return events()
 
-# %% ../../nbs/09_serve_app.ipynb #f30cce52
+# %% ../../nbs/09_serve_app.ipynb #8e28ff6b
 class _BodyTooLarge(Exception): pass
 
 class Guard:
@@ -219,7 +219,7 @@ async def _send_json(send, status:int, body:dict):
     await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
     await send({"type": "http.response.body", "body": data})
 
-# %% ../../nbs/09_serve_app.ipynb #19fc5dd5
+# %% ../../nbs/09_serve_app.ipynb #f64a9eb6
 def _validation_message(exc)->tuple[str, str|None]:
     errs = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errs): return "request body is not valid JSON", None
@@ -273,7 +273,7 @@ def create_app(settings:ServerSettings=ServerSettings(), engine:Engine|None=None
         return PlainTextResponse(svc.metrics.render(gauges), media_type="text/plain; version=0.0.4")
     return Guard(app, svc)
 
-# %% ../../nbs/09_serve_app.ipynb #dcc3c232
+# %% ../../nbs/09_serve_app.ipynb #319a1fa5
 def serve(settings:ServerSettings):
     "Run `llmft serve` until interrupted."
     uvicorn = require("uvicorn", "serve")
