@@ -124,7 +124,21 @@ def _serve(args)->int:
     serve(settings)
     return 0
 
-# %% ../nbs/13_cli.ipynb #82e32f1f
+# %% ../nbs/13_cli.ipynb #69bdc835
+def _bench(args)->int:
+    from llmft.bench import BenchConfig, run_bench, run_sweep, bench_markdown
+    from pathlib import Path
+    opts = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt:") and v is not None}
+    sweep = None
+    if "," in str(opts.get("concurrency", "")): sweep = [int(c) for c in opts.pop("concurrency").split(",")]
+    cfg = load_config(BenchConfig, args.config, [f"{k}={v}" for k, v in opts.items()])
+    with contextlib.redirect_stdout(sys.stderr):
+        if sweep: rows = run_sweep(cfg, sweep)
+        else: report = run_bench(cfg)
+    print((Path(cfg.out)/("sweep.md" if sweep else "bench.md")).read_text())
+    return 0
+
+# %% ../nbs/13_cli.ipynb #cdb7c1a9
 def build_parser()->argparse.ArgumentParser:
     "The `llmft` argument parser."
     p = argparse.ArgumentParser(prog="llmft", description="Fine-tune, evaluate, serve, benchmark and cost LLMs.")
@@ -163,6 +177,11 @@ def build_parser()->argparse.ArgumentParser:
     v.set_defaults(func=_eval)
     sv = sub.add_parser("serve", help="serve a model and its adapters over an OpenAI-compatible API")
     _serve_flags(sv); sv.set_defaults(func=_serve)
+    bn = sub.add_parser("bench", help="benchmark an OpenAI-compatible server (or an engine in-process)")
+    from llmft.bench import BenchConfig
+    bn.add_argument("--config", help="BenchConfig YAML")
+    for name, f in BenchConfig.model_fields.items(): bn.add_argument("--" + name.replace("_", "-"), dest=f"opt:{name}", metavar="VALUE", help=f"(default: {f.default})")
+    bn.set_defaults(func=_bench)
     for name, help in [("demo", "run the whole pipeline on the embedded defaults"), ("run", "run a pipeline from a YAML file")]:
         d = sub.add_parser(name, help=help)
         if name == "run": d.add_argument("config", help="pipeline YAML")
@@ -171,7 +190,7 @@ def build_parser()->argparse.ArgumentParser:
         d.set_defaults(func=_demo)
     return p
 
-# %% ../nbs/13_cli.ipynb #69bdc835
+# %% ../nbs/13_cli.ipynb #5fd4786a
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `llmft` command."
     args = build_parser().parse_args(argv)
@@ -187,5 +206,6 @@ def main(argv:list[str]|None=None)->int:
     except KeyboardInterrupt:
         print(f"llmft {args.command}: interrupted", file=sys.stderr); return 130
 
-# %% ../nbs/13_cli.ipynb #5fd4786a
-if __name__ == "__main__": sys.exit(main())
+# %% ../nbs/13_cli.ipynb #8f4ad0af
+#| eval: false
+if __name__ == "__main__": sys.exit(main())  # `python -m llmft.cli`, which `accelerate launch -m` uses
