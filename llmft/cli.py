@@ -138,7 +138,30 @@ def _bench(args)->int:
     print((Path(cfg.out)/("sweep.md" if sweep else "bench.md")).read_text())
     return 0
 
-# %% ../nbs/13_cli.ipynb #cdb7c1a9
+# %% ../nbs/13_cli.ipynb #5fd4786a
+def _cost(args)->int:
+    from decimal import Decimal
+    from pathlib import Path
+    from llmft.cost import PriceCatalog, training_hours, training_cost, inference_cost, scaling_table, write_cost_report, folder_gb
+    cat = PriceCatalog.load(args.prices)
+    training, inference = {}, {}
+    if args.train_run or args.train_dir or args.train_hours:
+        hours, origin = training_hours(args.train_run, args.tracking_uri, args.train_dir, args.train_hours)
+        gb = folder_gb(args.train_dir) if args.train_dir else Decimal(0)
+        for inst in args.instance: training[f"training on {inst}"] = training_cost(cat, inst, hours, args.count, args.spot, gb, retention_months=Decimal(str(args.retention_months))) | dict(duration_from=origin)
+    for b in args.bench or []:
+        f = Path(b)/"bench.json" if Path(b).is_dir() else Path(b)
+        if not f.exists(): raise FileNotFoundError(f"{b}: no bench.json")
+        rep = json.loads(f.read_text())
+        for inst in args.instance:
+            inference[f"{Path(b).name} on {inst}"] = inference_cost(cat, inst, rep, args.spot, args.daily_requests, args.utilization, args.api_price_per_1m)
+    if not training and not inference: raise ValueError("nothing to cost: give --train-run/--train-dir/--train-hours and/or --bench")
+    scaling = scaling_table(next(iter(training.values()))["hours"], cat.rate(args.instance[0], args.spot), efficiency=args.scaling_efficiency) if training else None
+    out = write_cost_report(cat, args.out, training, inference, scaling, args.train_run, args.tracking_uri)
+    print((out/"cost.md").read_text())
+    return 0
+
+# %% ../nbs/13_cli.ipynb #c9cbe93b
 def build_parser()->argparse.ArgumentParser:
     "The `llmft` argument parser."
     p = argparse.ArgumentParser(prog="llmft", description="Fine-tune, evaluate, serve, benchmark and cost LLMs.")
@@ -182,6 +205,16 @@ def build_parser()->argparse.ArgumentParser:
     bn.add_argument("--config", help="BenchConfig YAML")
     for name, f in BenchConfig.model_fields.items(): bn.add_argument("--" + name.replace("_", "-"), dest=f"opt:{name}", metavar="VALUE", help=f"(default: {f.default})")
     bn.set_defaults(func=_bench)
+    co = sub.add_parser("cost", help="training and serving cost from measured runs, by resource type")
+    co.add_argument("--prices", help="price catalog YAML (default: the shipped one)"); co.add_argument("--instance", nargs="+", required=True, help="instance names from the catalog")
+    co.add_argument("--train-run", help="MLflow run id of a training run"); co.add_argument("--tracking-uri", help="its tracking store (default: $MLFLOW_TRACKING_URI)")
+    co.add_argument("--train-dir", help="a training output folder (duration from train_summary.json; artifacts sized for storage)")
+    co.add_argument("--train-hours", type=float); co.add_argument("--count", type=int, default=1, help="instances used for training")
+    co.add_argument("--bench", nargs="*", help="benchmark output folders (bench.json)"); co.add_argument("--spot", action="store_true")
+    co.add_argument("--daily-requests", type=int); co.add_argument("--utilization", type=float, default=0.7)
+    co.add_argument("--api-price-per-1m", type=float, help="a hosted API's $ per 1M output tokens, for the break-even")
+    co.add_argument("--retention-months", type=float, default=1.0); co.add_argument("--scaling-efficiency", type=float, default=0.9)
+    co.add_argument("--out", required=True); co.set_defaults(func=_cost)
     for name, help in [("demo", "run the whole pipeline on the embedded defaults"), ("run", "run a pipeline from a YAML file")]:
         d = sub.add_parser(name, help=help)
         if name == "run": d.add_argument("config", help="pipeline YAML")
@@ -190,7 +223,7 @@ def build_parser()->argparse.ArgumentParser:
         d.set_defaults(func=_demo)
     return p
 
-# %% ../nbs/13_cli.ipynb #5fd4786a
+# %% ../nbs/13_cli.ipynb #8f4ad0af
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `llmft` command."
     args = build_parser().parse_args(argv)
@@ -199,13 +232,13 @@ def main(argv:list[str]|None=None)->int:
     try: return args.func(args)
     except DataError as e:
         print(f"llmft {args.command}: {e}", file=sys.stderr); return 1
-    except (ConfigError, MissingDependency, FileNotFoundError, ValueError) as e:
+    except (ConfigError, MissingDependency, FileNotFoundError, ValueError) as e:  # CostError is a ValueError
         print(f"llmft {args.command}: error: {e}", file=sys.stderr); return 2
     except RuntimeError as e:
         print(f"llmft {args.command}: {e}", file=sys.stderr); return 1
     except KeyboardInterrupt:
         print(f"llmft {args.command}: interrupted", file=sys.stderr); return 130
 
-# %% ../nbs/13_cli.ipynb #8f4ad0af
+# %% ../nbs/13_cli.ipynb #2326ea4e
 #| eval: false
 if __name__ == "__main__": sys.exit(main())  # `python -m llmft.cli`, which `accelerate launch -m` uses

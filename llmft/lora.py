@@ -85,6 +85,7 @@ class TrackingSettings(Config):
     store_dir: str = "runs"
     experiment: str = "llmft"
     run_name: str|None = None
+    parent_run_id: str|None = None      # nest this run under another (the pipeline's run)
 
 # %% ../nbs/03_lora.ipynb #3fe6e813
 class TrainConfig(Config):

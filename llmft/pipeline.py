@@ -9,11 +9,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 from .core import Config, load_config, llmft_home
+from .bench import BenchConfig
 from .lora import TrainConfig, DataSettings, TrackingSettings, QuantSettings
 
 # %% auto #0
 __all__ = ['STAGES', 'PipelineConfig', 'library_versions', 'git_commit', 'machine_info', 'stage', 'base_stage', 'data_stage',
-           'train_stage', 'qlora_stage', 'eval_stage', 'run_pipeline']
+           'train_stage', 'qlora_stage', 'eval_stage', 'start_server', 'stop_server', 'serve_stage', 'bench_stage',
+           'cost_stage', 'write_run_report', 'report_stage', 'run_pipeline', 'PipelineTracker']
 
 # %% ../nbs/12_pipeline.ipynb #92ce3eb3
 class PipelineConfig(Config):
@@ -22,10 +24,18 @@ class PipelineConfig(Config):
     runs_dir: str = "runs"         # where run folders go
     model: str = "tiny"            # base: "tiny", "small", a local folder or a hub id
     seed: int = 0
-    stages: list[str] = ["base", "data", "train", "qlora", "eval"]  # stages to run, in order
+    stages: list[str] = ["base", "data", "train", "qlora", "eval", "serve", "bench", "cost", "report"]  # stages to run, in order
     train: TrainConfig = TrainConfig(max_steps=600, batch_size=32, eval_steps=200, save_steps=200, logging_steps=20)
     qlora_steps: int = 150         # the QLoRA stage trains the same config on a 4-bit base for this many steps
     eval_examples: int|None = 200  # test examples the eval stage uses (None: all)
+    bench_requests: int = 48       # the short benchmark of the served fine-tune
+    bench_concurrency: int = 8
+    bench_prompt_len: int = 128
+    bench_max_tokens: int = 32
+    cost_instance: str = "c7i.large"   # the instance this run is priced as (the reference machine: 2 vCPUs, no GPU)
+    api_price_per_1m: float|None = None  # a hosted API's $ per 1M output tokens, for the break-even
+    daily_requests: int|None = 100_000  # a daily volume to size the deployment for
+    tracking: bool = True          # a parent MLflow run with a child run per stage
 
 # %% ../nbs/12_pipeline.ipynb #662b88da
 def library_versions(names=("llmft", "torch", "transformers", "peft", "accelerate", "datasets", "mlflow", "bitsandbytes", "fastapi", "vllm"))->dict:
@@ -87,24 +97,25 @@ def data_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     (run_dir/"data.json").write_text(json.dumps(out, indent=2))
     return {f"{k}_examples": v["examples"] for k, v in out.items()} | {"train_fingerprint": out["train"]["fingerprint"]}
 
-def _train_config(cfg:PipelineConfig, run_dir:Path, name:str, **update)->TrainConfig:
-    tracking = cfg.train.tracking.model_copy(update=dict(store_dir=cfg.runs_dir, run_name=f"{run_dir.name}/{name}"))
+def _train_config(cfg:PipelineConfig, run_dir:Path, name:str, state:dict, **update)->TrainConfig:
+    tracking = cfg.train.tracking.model_copy(update=dict(store_dir=cfg.runs_dir, run_name=f"{run_dir.name}/{name}", parent_run_id=state.get("parent_run_id"),
+                                                         enabled=cfg.train.tracking.enabled and cfg.tracking))
     return cfg.train.model_copy(update=dict(model=cfg.model, seed=cfg.seed, output_dir=str(run_dir/name), tracking=tracking, **update))
 
 @stage("train")
 def train_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     "LoRA fine-tune of the base with MLflow tracking."
     from llmft.tracking import train_tracked
-    s = train_tracked(_train_config(cfg, run_dir, "lora"))
-    state["adapter"] = s["adapter"]
+    s = train_tracked(_train_config(cfg, run_dir, "lora", state))
+    state["adapter"], state["lora_run"] = s["adapter"], s.get("run_id")
     return {k: s[k] for k in ("adapter", "steps", "train_seconds", "train_loss", "eval_perplexity", "tokens_per_s") if k in s} | {"run_id": s.get("run_id")}
 
 @stage("qlora")
 def qlora_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     "The same fine-tune on the 4-bit (NF4, double-quantized) base."
     from llmft.tracking import train_tracked
-    s = train_tracked(_train_config(cfg, run_dir, "qlora", quantization=QuantSettings(bits=4), max_steps=cfg.qlora_steps))
-    state["qlora_adapter"] = s["adapter"]
+    s = train_tracked(_train_config(cfg, run_dir, "qlora", state, quantization=QuantSettings(bits=4), max_steps=cfg.qlora_steps))
+    state["qlora_adapter"], state["qlora_run"] = s["adapter"], s.get("run_id")
     return {k: s[k] for k in ("adapter", "steps", "train_seconds", "train_loss", "eval_perplexity", "tokens_per_s") if k in s} | {"run_id": s.get("run_id")}
 
 # %% ../nbs/12_pipeline.ipynb #a6a644c0
@@ -129,7 +140,156 @@ def eval_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
         out |= {"base_accuracy": ev["summary"]["base"]["accuracy"], "base_perplexity": ev["summary"]["base"]["perplexity"]}
     return out
 
-# %% ../nbs/12_pipeline.ipynb #2b0e7bb8
+# %% ../nbs/12_pipeline.ipynb #972707c6
+def _free_port()->int:
+    import socket
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+def start_server(model_dir:str, adapter:str|None, log_file:Path, max_batch:int=16)->dict:
+    "Start `llmft serve` in a subprocess on a free 127.0.0.1 port; returns its process and URL once healthy."
+    import httpx
+    port = _free_port()
+    cmd = [sys.executable, "-m", "llmft.cli", "serve", "--model", model_dir, "--port", str(port), "--max-batch", str(max_batch), "--served-model-name", "base"]
+    if adapter: cmd += ["--adapter", f"finetuned={adapter}"]
+    log = open(log_file, "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    url, t0 = f"http://127.0.0.1:{port}", time.time()
+    while time.time() - t0 < 120:
+        if proc.poll() is not None: raise RuntimeError(f"llmft serve exited with {proc.returncode}; see {log_file}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200: return dict(proc=proc, url=url, log=log)
+        except httpx.HTTPError: pass
+        time.sleep(0.2)
+    proc.kill(); raise RuntimeError(f"llmft serve did not become healthy in 120 s; see {log_file}")
+
+def stop_server(server:dict)->int:
+    "SIGTERM the server and wait for it."
+    import signal
+    if server["proc"].poll() is None: server["proc"].send_signal(signal.SIGTERM)
+    try: rc = server["proc"].wait(60)
+    except subprocess.TimeoutExpired: server["proc"].kill(); rc = server["proc"].wait()
+    server["log"].close(); return rc
+
+@stage("serve")
+def serve_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
+    "Start the server with the fine-tuned adapter and ask it one question through the API."
+    import httpx
+    server = state["server"] = start_server(state["model_dir"], state.get("adapter"), run_dir/"server.log")
+    prompt = "### Instruction:\nConvert 4 km to meters.\n### Response:\n"
+    model = "finetuned" if state.get("adapter") else "base"
+    r = httpx.post(server["url"] + "/v1/completions", json=dict(model=model, prompt=prompt, max_tokens=8, temperature=0), timeout=60)
+    r.raise_for_status()
+    models = [m["id"] for m in httpx.get(server["url"] + "/v1/models").json()["data"]]
+    return dict(url=server["url"], models=models, example_prompt="Convert 4 km to meters.", example_answer=r.json()["choices"][0]["text"].strip())
+
+@stage("bench")
+def bench_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
+    "A short benchmark of the served fine-tune (closed loop), with the server's CPU and memory."
+    from llmft.bench import BenchConfig, run_bench
+    server = state.get("server") or start_server(state["model_dir"], state.get("adapter"), run_dir/"server.log")
+    try:
+        bc = BenchConfig(url=server["url"], model="finetuned" if state.get("adapter") else "base", tokenizer=state["model_dir"], num_requests=cfg.bench_requests,
+                         concurrency=cfg.bench_concurrency, prompt_len=cfg.bench_prompt_len, max_tokens=cfg.bench_max_tokens, slo_e2e=2.0,
+                         monitor_pid=server["proc"].pid, out=str(run_dir/"bench"))
+        rep = run_bench(bc)
+    finally:
+        rc = stop_server(server); state.pop("server", None)
+    state["bench_dir"] = str(run_dir/"bench")
+    return dict(requests=rep["requests"], completed=rep["completed"], errors=rep["errors"], request_throughput=rep["request_throughput"],
+                output_token_throughput=rep["output_token_throughput"], e2e_p95_s=rep["e2e_s"].get("p95"), ttft_p50_s=rep["ttft_s"].get("p50"),
+                server_cpu_percent=rep["resources"].get("proc_cpu_percent", {}).get("mean"), server_rss_gb=rep["resources"].get("proc_rss_gb", {}).get("max"), server_exit=rc)
+
+# %% ../nbs/12_pipeline.ipynb #ea05084b
+@stage("cost")
+def cost_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
+    "Training cost of each fine-tune and serving cost of the benchmark, priced on `cost_instance`."
+    from decimal import Decimal
+    from llmft.cost import PriceCatalog, training_hours, training_cost, inference_cost, write_cost_report, folder_gb
+    from llmft.tracking import tracking_uri
+    cat, uri = PriceCatalog.load(), tracking_uri(cfg.train.tracking.model_copy(update=dict(store_dir=cfg.runs_dir)))
+    training = {}
+    for name, key in (("LoRA", "lora_run"), ("QLoRA", "qlora_run")):
+        folder = run_dir/name.lower()
+        if not folder.exists(): continue
+        hours, origin = training_hours(state.get(key), uri) if state.get(key) else training_hours(train_dir=folder)
+        training[name] = training_cost(cat, cfg.cost_instance, hours, artifacts_gb=folder_gb(folder)) | dict(duration_from=origin)
+    inference = {}
+    if state.get("bench_dir"):
+        rep = json.loads((Path(state["bench_dir"])/"bench.json").read_text())
+        inference["transformers engine"] = inference_cost(cat, cfg.cost_instance, rep, daily_requests=cfg.daily_requests, api_price_per_1m=cfg.api_price_per_1m)
+    if not training and not inference: raise RuntimeError("the cost stage needs a training or bench stage before it")
+    write_cost_report(cat, run_dir/"cost", training, inference, None, state.get("lora_run"), uri if state.get("lora_run") else None)
+    state["cost_dir"] = str(run_dir/"cost")
+    out = {f"{k}_training_usd": float(v["total"]) for k, v in training.items()}
+    return out | {f"serving_usd_per_1m_tokens": float(v["per_1m_output_tokens"]) for v in inference.values()} | dict(instance=cfg.cost_instance)
+
+# %% ../nbs/12_pipeline.ipynb #91c766f1
+def _img(path:Path)->str:
+    import base64
+    return f"<img alt='{path.stem}' src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>" if path.exists() else ""
+
+def _strip_title(md:str)->str: return "\n".join(l for l in md.splitlines() if not l.startswith("# "))
+
+def write_run_report(run_dir:Path, manifest:dict)->Path:
+    "report.md and a self-contained report.html for a pipeline run."
+    from llmft.eval import eval_plots, examples_table, markdown_to_html, HTML_STYLE, loss_history_of
+    import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
+    st, md, html_extra = manifest["stages"], [f"# llmft run `{run_dir.name}`", ""], {}
+    c = manifest["config"]
+    md += [f"Started {manifest['started']} on {manifest['machine']['cpus']} CPUs" + (f", GPUs {manifest['machine']['gpus']}" if manifest['machine']['gpus'] else " (no GPU)")
+           + f"; git `{manifest['git_commit']}`; seed {c['seed']}; base `{c['model']}`" + (f"; training data fingerprint `{st['data']['train_fingerprint']}`" if "data" in st else "") + ".", ""]
+    md += ["## Training", ""]
+    runs = [(n, run_dir/n.lower()) for n in ("LoRA", "QLoRA") if (run_dir/n.lower()/"train_summary.json").exists()]
+    if runs:
+        md += ["| fine-tune | steps | seconds | supervised tokens/s | final train loss | held-out perplexity |", "|---|---|---|---|---|---|"]
+        fig, ax = plt.subplots(figsize=(6.5, 3))
+        for n, d in runs:
+            ts = json.loads((d/"train_summary.json").read_text())
+            md.append(f"| {n} | {ts['steps']} | {ts['train_seconds']:.1f} | {ts['tokens_per_s']:.0f} | {ts['train_loss']:.3f} | {ts.get('eval_perplexity', float('nan')):.3f} |")
+            hist = loss_history_of(d)
+            if hist: ax.plot(*zip(*hist), label=n)
+        ax.set_xlabel("step"); ax.set_ylabel("training loss"); ax.legend(frameon=False); ax.set_title("Training loss")
+        fig.savefig(run_dir/"loss.png", dpi=110, bbox_inches="tight"); plt.close(fig)
+        md += ["", "![loss](loss.png)", ""]
+    else: md += ["No fine-tune in this run.", ""]
+    md += ["## Base vs fine-tuned", ""]
+    ev_file = run_dir/"eval"/"lora"/"eval.json"
+    if ev_file.exists():
+        ev = json.loads(ev_file.read_text())
+        md += [_strip_title((run_dir/"eval"/"lora"/"eval.md").read_text()), ""]
+        if (run_dir/"eval"/"qlora"/"eval.json").exists():
+            qs = json.loads((run_dir/"eval"/"qlora"/"eval.json").read_text())["summary"]["tuned"]
+            md += [f"QLoRA fine-tune on the same examples: perplexity {qs['perplexity']:.3f}, accuracy {100 * qs['accuracy']:.1f}%.", ""]
+        plots = eval_plots(ev)
+        html_extra["eval"] = "".join(f"<img alt='{k}' src='data:image/png;base64,{v}'>" for k, v in plots.items()) + "<h3>Example generations</h3>" + examples_table(ev["examples"], 10)
+    else: md += ["The eval stage did not run.", ""]
+    md += ["## Serving benchmark", ""]
+    if "serve" in st: md += [f"`llmft serve` answered *{st['serve']['example_prompt']}* with `{st['serve']['example_answer']}` (model `finetuned`).", ""]
+    if (run_dir/"bench"/"bench.md").exists():
+        md += [_strip_title((run_dir/"bench"/"bench.md").read_text()), "", "![latency](bench/latency_cdf.png) ![resources](bench/resources.png)", ""]
+        html_extra["bench"] = _img(run_dir/"bench"/"latency_cdf.png") + _img(run_dir/"bench"/"resources.png")
+    else: md += ["The bench stage did not run.", ""]
+    md += ["## Cost", ""]
+    if (run_dir/"cost"/"cost.md").exists():
+        md += [_strip_title((run_dir/"cost"/"cost.md").read_text()).replace("## ", "### "), "", "![cost](cost/cost.png)", ""]
+        html_extra["cost"] = _img(run_dir/"cost"/"cost.png")
+    else: md += ["The cost stage did not run.", ""]
+    text = "\n".join(md) + "\n"
+    (run_dir/"report.md").write_text(text)
+    body = markdown_to_html("\n".join(l for l in text.splitlines() if not l.startswith("![")))
+    body = body.replace("<h2>Training</h2>", "<h2>Training</h2>" + _img(run_dir/"loss.png"))
+    for section, heading in (("eval", "<h2>Serving benchmark</h2>"), ("bench", "<h2>Cost</h2>")):
+        body = body.replace(heading, html_extra.get(section, "") + heading)
+    body += html_extra.get("cost", "")
+    (run_dir/"report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>llmft run {run_dir.name}</title><style>{HTML_STYLE}</style></head><body>{body}</body></html>")
+    return run_dir/"report.html"
+
+@stage("report")
+def report_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
+    "One report (HTML + Markdown) of everything this run did."
+    return dict(report=str(write_run_report(run_dir, state["manifest"]).resolve()))
+
+# %% ../nbs/12_pipeline.ipynb #6a92a09e
 def run_pipeline(cfg:PipelineConfig, echo:Callable=print)->Path:
     "Run the configured stages in order, writing a manifest and each stage's result; returns the run folder."
     unknown = [s for s in cfg.stages if s not in STAGES]
@@ -139,17 +299,44 @@ def run_pipeline(cfg:PipelineConfig, echo:Callable=print)->Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = dict(config=cfg.model_dump(), versions=library_versions(), git_commit=git_commit(),
                     machine=machine_info(), started=datetime.datetime.now().isoformat(timespec="seconds"), stages={})
-    state = {}
-    for s in cfg.stages:
-        echo(f"[{s}] running ...")
-        try: result = STAGES[s](cfg, run_dir, state)
-        except Exception as e:
-            manifest["stages"][s] = dict(status="failed", error=f"{type(e).__name__}: {e}")
+    state, tracker = dict(manifest=manifest), PipelineTracker(cfg, run_dir) if cfg.tracking else None
+    if tracker: state["parent_run_id"] = manifest["mlflow_run_id"] = tracker.parent
+    try:
+        for s in cfg.stages:
+            echo(f"[{s}] running ...")
+            t0 = time.time()
+            try: result = STAGES[s](cfg, run_dir, state)
+            except Exception as e:
+                manifest["stages"][s] = dict(status="failed", error=f"{type(e).__name__}: {e}")
+                (run_dir/"manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+                if tracker: tracker.finish("FAILED", f"stage {s}: {type(e).__name__}: {e}")
+                raise RuntimeError(f"stage {s!r} failed: {e} (what was done is in {run_dir})") from e
+            manifest["stages"][s] = dict(status="done", **result) | dict(stage_seconds=round(time.time() - t0, 1))
             (run_dir/"manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-            raise RuntimeError(f"stage {s!r} failed: {e} (what was done is in {run_dir})") from e
-        manifest["stages"][s] = dict(status="done", **result)
-        (run_dir/"manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        echo(f"[{s}] " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.items()))
+            if tracker and s not in ("train", "qlora"): tracker.child(s, result)
+            echo(f"[{s}] " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.items()))
+    finally:
+        if state.get("server"): stop_server(state.pop("server"))
+    if tracker: tracker.finish("FINISHED")
     return run_dir
 
 def _fmt(v): return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+class PipelineTracker:
+    "A parent MLflow run for a pipeline run, with a child run per stage (training stages nest their own)."
+    def __init__(self, cfg:PipelineConfig, run_dir:Path):
+        from llmft.tracking import mlflow_client
+        from llmft.core import fingerprint
+        self.client, self.exp = mlflow_client(cfg.train.tracking.model_copy(update=dict(store_dir=cfg.runs_dir)))
+        self.parent = self.client.create_run(self.exp, run_name=run_dir.name, tags={"llmft.pipeline": "true", "llmft.run_dir": str(run_dir.resolve())}).info.run_id
+        self.client.log_param(self.parent, "config_fingerprint", fingerprint(cfg.model_dump()))
+        self.client.log_param(self.parent, "stages", ",".join(cfg.stages))
+    def child(self, name:str, result:dict):
+        run = self.client.create_run(self.exp, run_name=name, tags={"mlflow.parentRunId": self.parent}).info.run_id
+        for k, v in result.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool): self.client.log_metric(run, k, float(v))
+            elif v is not None: self.client.set_tag(run, k, str(v)[:5000])
+        self.client.set_terminated(run, "FINISHED")
+    def finish(self, status:str, error:str|None=None):
+        if error: self.client.set_tag(self.parent, "error", error[:5000])
+        self.client.set_terminated(self.parent, status)

@@ -51,7 +51,8 @@ def _tracker_class():
             self.cfg, self.client = cfg, None
             self.client, exp_id = mlflow_client(cfg.tracking)
             if run_id is None:
-                self.run_id = self.client.create_run(exp_id, run_name=cfg.tracking.run_name or Path(cfg.output_dir).name).info.run_id
+                tags = {"mlflow.parentRunId": cfg.tracking.parent_run_id} if cfg.tracking.parent_run_id else None
+                self.run_id = self.client.create_run(exp_id, run_name=cfg.tracking.run_name or Path(cfg.output_dir).name, tags=tags).info.run_id
                 self._log_params()
             else:
                 self.run_id = run_id
