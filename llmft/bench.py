@@ -256,7 +256,7 @@ def bench_markdown(r:dict)->str:
     load = f"rate {c['rate']}/s (Poisson)" if c.get("rate") else f"concurrency {c['concurrency']}"
     lines = [f"# Benchmark: {c['model']} ({r['mode']}{', ' + c['url'] if c.get('url') else ''})", "",
              f"{r['requests']} requests, {load}, ~{r['mean_prompt_tokens']:.0f} prompt tokens, {r['mean_output_tokens']:.0f} output tokens each; "
-             f"{r['completed']} completed, {r['errors']} errors {r['errors_by_status'] or ''} in {r['duration_s']:.2f} s.", "",
+             f"{r['completed']} completed, {r['errors']} errors" + (f" {r['errors_by_status']}" if r['errors_by_status'] else "") + f" in {r['duration_s']:.2f} s.", "",
              "| metric | p50 | p95 | p99 | mean |", "|---|---|---|---|---|"]
     for name, key in (("E2E latency (ms)", "e2e_s"), ("TTFT (ms)", "ttft_s"), ("TPOT (ms)", "tpot_s"), ("ITL (ms)", "itl_s")):
         d = r[key]; lines.append(f"| {name} | {ms(d, 'p50')} | {ms(d, 'p95')} | {ms(d, 'p99')} | {ms(d, 'mean')} |")

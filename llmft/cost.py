@@ -176,7 +176,10 @@ def compare_costs(training:dict[str, dict]|None=None, inference:dict[str, dict]|
     return out
 
 # %% ../nbs/11_cost.ipynb #a3ba1484
-def _money(x)->str: return f"${Decimal(x):,.4f}" if Decimal(x) < 1 else f"${Decimal(x):,.2f}"
+def _money(x)->str:
+    x = Decimal(x)
+    if x == 0: return "$0"
+    return f"${x:.3g}" if x < Decimal("0.01") else f"${x:,.4f}" if x < 1 else f"${x:,.2f}"
 
 def cost_markdown(report:dict)->str:
     "The cost report as Markdown."

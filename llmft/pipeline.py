@@ -26,7 +26,7 @@ class PipelineConfig(Config):
     seed: int = 0
     stages: list[str] = ["base", "data", "train", "qlora", "eval", "serve", "bench", "cost", "report"]  # stages to run, in order
     train: TrainConfig = TrainConfig(max_steps=600, batch_size=32, eval_steps=200, save_steps=200, logging_steps=20)
-    qlora_steps: int = 150         # the QLoRA stage trains the same config on a 4-bit base for this many steps
+    qlora_steps: int|None = None   # the QLoRA stage trains the same config on a 4-bit base (default: as many steps as LoRA, so costs compare)
     eval_examples: int|None = 200  # test examples the eval stage uses (None: all)
     bench_requests: int = 48       # the short benchmark of the served fine-tune
     bench_concurrency: int = 8
@@ -114,7 +114,7 @@ def train_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
 def qlora_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     "The same fine-tune on the 4-bit (NF4, double-quantized) base."
     from llmft.tracking import train_tracked
-    s = train_tracked(_train_config(cfg, run_dir, "qlora", state, quantization=QuantSettings(bits=4), max_steps=cfg.qlora_steps))
+    s = train_tracked(_train_config(cfg, run_dir, "qlora", state, quantization=QuantSettings(bits=4), max_steps=cfg.qlora_steps or cfg.train.max_steps))
     state["qlora_adapter"], state["qlora_run"] = s["adapter"], s.get("run_id")
     return {k: s[k] for k in ("adapter", "steps", "train_seconds", "train_loss", "eval_perplexity", "tokens_per_s") if k in s} | {"run_id": s.get("run_id")}
 
