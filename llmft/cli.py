@@ -232,7 +232,7 @@ def main(argv:list[str]|None=None)->int:
     try: return args.func(args)
     except DataError as e:
         print(f"llmft {args.command}: {e}", file=sys.stderr); return 1
-    except (ConfigError, MissingDependency, FileNotFoundError, ValueError) as e:  # CostError is a ValueError
+    except (ConfigError, MissingDependency, OSError, ValueError) as e:  # CostError is a ValueError; OSError covers missing files and unwritable dirs
         print(f"llmft {args.command}: error: {e}", file=sys.stderr); return 2
     except RuntimeError as e:
         print(f"llmft {args.command}: {e}", file=sys.stderr); return 1

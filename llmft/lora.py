@@ -16,8 +16,8 @@ from .base import resolve_model
 __all__ = ['LoraSettings', 'linear_layer_names', 'apply_lora', 'trainable_report', 'DataSettings', 'QuantSettings',
            'TrackingSettings', 'TrainConfig', 'FeatureDataset', 'feature_collator', 'prepare_data', 'TrainingDiverged',
            'dataset_nll', 'load_base', 'training_arguments', 'build_trainer', 'save_adapter', 'checkpoint_problem',
-           'adapter_file_problem', 'latest_checkpoint', 'train', 'load_finetuned', 'check_adapter_matches',
-           'stop_after_step', 'export_merged']
+           'adapter_file_problem', 'latest_checkpoint', 'check_output_dir', 'train', 'load_finetuned',
+           'check_adapter_matches', 'stop_after_step', 'export_merged']
 
 # %% ../nbs/03_lora.ipynb #fb211e36
 class LoraSettings(Config):
@@ -114,6 +114,7 @@ class TrainConfig(Config):
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPUs that support it, fp32 on CPU
     group_by_length: bool = False       # batch similar lengths together (less padding)
     resume: bool = False                # continue from the latest checkpoint in output_dir
+    min_free_mb: int = 200              # refuse to start with less free disk than this where output_dir is
 
 # %% ../nbs/03_lora.ipynb #6cd74f97
 class FeatureDataset:
@@ -199,7 +200,7 @@ def load_base(cfg:TrainConfig):
         from llmft.qlora import load_4bit_base
         return load_4bit_base(path, cfg.quantization), tok
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-    return tf.AutoModelForCausalLM.from_pretrained(path, dtype=dtype), tok
+    return tf.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True), tok  # never unpickle weights
 
 # %% ../nbs/03_lora.ipynb #cde0eabd
 def training_arguments(cfg:TrainConfig):
@@ -266,12 +267,24 @@ def latest_checkpoint(checkpoints:Path)->Path|None:
         warnings.warn(f"not resuming from {ckpt}: {problem}")
     return None
 
-# %% ../nbs/03_lora.ipynb #273e501b
+# %% ../nbs/03_lora.ipynb #36a0b8fd
+def check_output_dir(out:Path, min_free_mb:int=200):
+    "Fail early, with a clear message, when `out` cannot be created or written or its disk is (nearly) full."
+    import shutil, uuid
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out/f".write-test-{uuid.uuid4().hex[:8]}"; probe.write_bytes(b"x"); probe.unlink()
+    except OSError as e: raise OSError(f"output_dir {out} is not writable: {e.strerror or e}") from None
+    free_mb = shutil.disk_usage(out).free / 2**20
+    if free_mb < min_free_mb: raise OSError(f"only {free_mb:.0f} MB free where output_dir {out} is; need at least {min_free_mb} MB (min_free_mb)")
+
+# %% ../nbs/03_lora.ipynb #6caeeb6c
 def train(cfg:TrainConfig,          # the training configuration
           callbacks:list=(),       # extra TrainerCallbacks; those with `on_data(info)` also get the data info
          )->dict:                   # summary: adapter folder, final eval metrics, data info, timings
     "Fine-tune with LoRA (or QLoRA), resume if asked, save the adapter; returns a summary."
     out = Path(cfg.output_dir)
+    check_output_dir(out, cfg.min_free_mb)
     resume_from = latest_checkpoint(out/"checkpoints") if cfg.resume else None
     if cfg.resume and resume_from is None: raise FileNotFoundError(f"resume=true but {out/'checkpoints'} has no complete checkpoint")
     trainer, info = build_trainer(cfg, callbacks)
@@ -290,7 +303,7 @@ def train(cfg:TrainConfig,          # the training configuration
     if trainer.is_world_process_zero(): (out/"train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
-# %% ../nbs/03_lora.ipynb #5fabee80
+# %% ../nbs/03_lora.ipynb #b9dcda9e
 def load_finetuned(adapter_dir:str|Path, # a folder written by `save_adapter`
                    merged:bool=False,     # merge the adapter into the weights (full-precision bases only)
                   ):
@@ -324,7 +337,7 @@ def check_adapter_matches(model, adapter_dir:Path):
             if in_features is not None and f.get_slice(key).get_shape()[1] != in_features:
                 raise ValueError(f"{adapter_dir}: adapter for {mod!r} expects {f.get_slice(key).get_shape()[1]} inputs but this base has {in_features}: it was trained for another base")
 
-# %% ../nbs/03_lora.ipynb #db300365
+# %% ../nbs/03_lora.ipynb #3e76e46e
 def stop_after_step(step:int):
     "A TrainerCallback that ends training after `step` (to simulate an interrupted run)."
     tf = require("transformers")
@@ -333,7 +346,7 @@ def stop_after_step(step:int):
             if state.global_step >= step: control.should_training_stop = True
     return StopAfter()
 
-# %% ../nbs/03_lora.ipynb #8a160991
+# %% ../nbs/03_lora.ipynb #f4d6bdaa
 def export_merged(adapter_dir:str|Path, out_dir:str|Path)->Path:
     "Merge an adapter into its base and save a standalone model (safetensors) with its tokenizer."
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)

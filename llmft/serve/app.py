@@ -186,7 +186,12 @@ class Guard:
         s, t0, rid, sent = self.svc.s, time.time(), uuid.uuid4().hex[:12], {}
         headers, path = dict(scope["headers"]), scope["path"]
         scope.setdefault("state", {})["request_id"] = rid
+        too_large = APIError(413, f"request body exceeds the limit of {s.max_body_bytes} bytes")
         async def send_tracked(msg):
+            if sent.get("overflow"):  # the body overflowed while the app read it: answer 413, drop the app's own reply
+                if msg["type"] == "http.response.start" and "status" not in sent:
+                    sent["status"] = 413; await _send_json(send, 413, too_large.body())
+                return
             if msg["type"] == "http.response.start": sent["status"] = msg["status"]
             await send(msg)
         try:
@@ -202,12 +207,12 @@ class Guard:
                 nonlocal seen
                 msg = await receive()
                 seen += len(msg.get("body", b""))
-                if seen > s.max_body_bytes: raise _BodyTooLarge()
+                if seen > s.max_body_bytes: sent["overflow"] = True; raise _BodyTooLarge()
                 return msg
             await self.app(scope, receive_limited, send_tracked)
         except (APIError, _BodyTooLarge) as e:
-            e = e if isinstance(e, APIError) else APIError(413, f"request body exceeds the limit of {s.max_body_bytes} bytes")
-            if "status" not in sent: await _send_json(send_tracked, e.status, e.body())
+            e = e if isinstance(e, APIError) else too_large
+            if "status" not in sent: sent["overflow"] = False; await _send_json(send_tracked, e.status, e.body())
         finally:
             status, secs = sent.get("status", 499), time.time() - t0
             usage = scope["state"].get("usage") or (0, 0)
@@ -226,6 +231,28 @@ def _validation_message(exc)->tuple[str, str|None]:
     first = errs[0]
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}" for e in errs[:5]), (loc[-1] if loc else None)
+
+_ERROR_CODES = {400: "invalid request (bad parameters, prompt over the context, malformed JSON)", 401: "missing or wrong API key",
+                404: "unknown model or adapter", 413: "request body over the limit", 500: "generation failed", 503: "queue full or shutting down"}
+
+def _responses(model, stream:bool=False, codes=(400, 401, 404, 413, 500, 503))->dict:
+    "OpenAPI `responses` for a route: its model (and SSE when streaming) and the OpenAI-shaped errors it can return."
+    from llmft.serve.protocol import ErrorResponse
+    ok = {"model": model, "description": "OK" + (" (JSON, or Server-Sent Events when stream is true)" if stream else "")}
+    if stream: ok["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+    return {200: ok} | {c: {"model": ErrorResponse, "description": _ERROR_CODES[c]} for c in codes}
+
+def _openapi_without_422(app):
+    "The app's OpenAPI schema, without FastAPI's 422: validation errors are returned as 400."
+    def openapi():
+        if app.openapi_schema: return app.openapi_schema
+        from fastapi.openapi.utils import get_openapi
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        for path in schema.get("paths", {}).values():
+            for op in path.values(): op.get("responses", {}).pop("422", None)
+        app.openapi_schema = schema
+        return schema
+    return openapi
 
 def create_app(settings:ServerSettings=ServerSettings(), engine:Engine|None=None):
     "The FastAPI app serving `engine` (made from the settings when not given)."
@@ -256,21 +283,23 @@ def create_app(settings:ServerSettings=ServerSettings(), engine:Engine|None=None
             request.state.usage = (result.usage.prompt_tokens, result.usage.completion_tokens) if result.usage else (0, 0)
             return JSONResponse(result.model_dump())
         return StreamingResponse(result, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", response_model=None, responses=_responses(CompletionResponse, stream=True))
     async def completions(req:CompletionRequest, request:fastapi.Request): return await respond(await complete(svc, req), request)
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", response_model=None, responses=_responses(ChatCompletionResponse, stream=True))
     async def chat_completions(req:ChatCompletionRequest, request:fastapi.Request): return await respond(await chat(svc, req), request)
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=ModelList, responses=_responses(ModelList, codes=(401,)))
     async def models():
         return ModelList(data=[ModelCard(id=svc.model_id, root=settings.engine.model)] + [ModelCard(id=a, root=p, parent=svc.model_id) for a, p in engine.adapters.items()])
-    @app.get("/health")
+    @app.get("/health", responses={200: {"description": "serving", "content": {"application/json": {"schema": {"type": "object"}}}},
+                                   503: {"description": "starting or stopping", "content": {"application/json": {"schema": {"type": "object"}}}}})
     async def health():
         h = engine.health(); return JSONResponse(h, status_code=200 if h.get("status") == "ok" else 503)
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses={200: {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics():
         h, stats = engine.health(), getattr(engine, "stats", {})
         gauges = {"running_requests": h.get("running", 0), "waiting_requests": h.get("waiting", 0)} | {f"engine_{k}": v for k, v in stats.items()}
         return PlainTextResponse(svc.metrics.render(gauges), media_type="text/plain; version=0.0.4")
+    app.openapi = _openapi_without_422(app)
     return Guard(app, svc)
 
 # %% ../../nbs/09_serve_app.ipynb #319a1fa5

@@ -214,7 +214,7 @@ def load_serving_model(s:EngineSettings):
     path = resolve_model(s.model)
     tok = tf.AutoTokenizer.from_pretrained(path, trust_remote_code=s.trust_remote_code)
     if tok.pad_token is None: tok.pad_token = tok.eos_token
-    kw = dict(dtype=_dtype(s.dtype, path), trust_remote_code=s.trust_remote_code)
+    kw = dict(dtype=_dtype(s.dtype, path), trust_remote_code=s.trust_remote_code, use_safetensors=True)  # never unpickle weights
     if s.quantization in ("bnb-4bit", "bnb-8bit"):
         require("bitsandbytes")
         kw["quantization_config"] = tf.BitsAndBytesConfig(load_in_4bit=s.quantization == "bnb-4bit", load_in_8bit=s.quantization == "bnb-8bit",

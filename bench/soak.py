@@ -1,0 +1,72 @@
+"""Load and soak `llmft serve`: a bounded run of mixed streaming and non-streaming requests at a
+concurrency above the engine's batch size. Every request must be answered (200) or refused (503/429);
+no other 5xx; the server's memory must stay flat; the server must be healthy at the end.
+Writes OUT/soak.json and OUT/soak.md.   python bench/soak.py --seconds 600 --out bench/out/soak
+"""
+import argparse, asyncio, json, os, random, signal, socket, subprocess, sys, time
+from pathlib import Path
+import httpx, psutil
+
+p = argparse.ArgumentParser()
+p.add_argument("--seconds", type=float, default=600); p.add_argument("--concurrency", type=int, default=16)
+p.add_argument("--max-batch", type=int, default=8); p.add_argument("--max-waiting", type=int, default=8)
+p.add_argument("--model", default="tiny"); p.add_argument("--out", default="bench/out/soak"); p.add_argument("--seed", type=int, default=0)
+args = p.parse_args()
+out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+url = f"http://127.0.0.1:{port}"
+server = subprocess.Popen([str(Path(sys.executable).parent/"llmft"), "serve", "--model", args.model, "--port", str(port),
+                           "--max-batch", str(args.max_batch), "--max-waiting", str(args.max_waiting)], stdout=open(out/"server.log", "w"), stderr=subprocess.STDOUT)
+t0 = time.time()
+while True:
+    try:
+        if httpx.get(url + "/health", timeout=1).status_code == 200: break
+    except httpx.HTTPError: pass
+    if server.poll() is not None or time.time() - t0 > 120: sys.exit(f"server did not start; see {out/'server.log'}")
+    time.sleep(0.3)
+proc, rng = psutil.Process(server.pid), random.Random(args.seed)
+stats = dict(sent=0, by_status={}, unanswered=0, stream_errors=0, rss_mb=[])
+
+async def client(c: httpx.AsyncClient, end: float):
+    while time.time() < end:
+        body = dict(model=args.model, prompt=" ".join(rng.choice(["the", "file", "open", "return", "value", "list"]) for _ in range(rng.randint(1, 200))),
+                    max_tokens=rng.randint(1, 64), temperature=rng.choice([0, 0.7, 1.0]))
+        stream = rng.random() < 0.5
+        stats["sent"] += 1
+        try:
+            if stream:
+                async with c.stream("POST", url + "/v1/completions", json=body | dict(stream=True)) as r:
+                    code = r.status_code
+                    if code == 200:
+                        lines = [l async for l in r.aiter_lines() if l.startswith("data: ")]
+                        if not lines or lines[-1] != "data: [DONE]" or any('"error"' in l for l in lines): stats["stream_errors"] += 1
+                    else: await r.aread()
+            else: code = (await c.post(url + "/v1/completions", json=body)).status_code
+        except httpx.HTTPError: stats["unanswered"] += 1; continue
+        stats["by_status"][str(code)] = stats["by_status"].get(str(code), 0) + 1
+
+async def sampler(end: float):
+    while time.time() < end:
+        stats["rss_mb"].append(round(proc.memory_info().rss / 2**20, 1)); await asyncio.sleep(1)
+
+async def main():
+    end = time.time() + args.seconds
+    async with httpx.AsyncClient(timeout=120) as c:
+        await asyncio.gather(sampler(end), *(client(c, end) for _ in range(args.concurrency)))
+
+asyncio.run(main())
+healthy = httpx.get(url + "/health", timeout=5).json().get("status") == "ok"
+metrics = httpx.get(url + "/metrics", timeout=5).text
+server.send_signal(signal.SIGTERM); server.wait(60)
+rss = stats["rss_mb"]; settle = rss[len(rss) // 4:] or rss  # after warm-up
+rep = dict(seconds=args.seconds, concurrency=args.concurrency, max_batch=args.max_batch, max_waiting=args.max_waiting, sent=stats["sent"],
+           by_status=stats["by_status"], server_errors_5xx=sum(v for k, v in stats["by_status"].items() if k.startswith("5") and k != "503"),
+           refused=stats["by_status"].get("503", 0) + stats["by_status"].get("429", 0), unanswered=stats["unanswered"], stream_errors=stats["stream_errors"],
+           rss_mb_start=rss[0] if rss else None, rss_mb_after_warmup=settle[0] if settle else None, rss_mb_end=rss[-1] if rss else None,
+           rss_growth_after_warmup_mb=round(settle[-1] - settle[0], 1) if settle else None, healthy_after=healthy,
+           aborted=next((l.split()[-1] for l in metrics.splitlines() if l.startswith("llmft_engine_aborted")), "0"), server_exit=server.returncode)
+(out/"soak.json").write_text(json.dumps(rep, indent=2))
+(out/"soak.md").write_text("| soak | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rep.items()) + "\n")
+print(json.dumps(rep, indent=2))
+ok = rep["server_errors_5xx"] == 0 and rep["unanswered"] == 0 and rep["stream_errors"] == 0 and healthy
+sys.exit(0 if ok else 1)
