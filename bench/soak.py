@@ -25,7 +25,7 @@ while True:
     if server.poll() is not None or time.time() - t0 > 120: sys.exit(f"server did not start; see {out/'server.log'}")
     time.sleep(0.3)
 proc, rng = psutil.Process(server.pid), random.Random(args.seed)
-stats = dict(sent=0, by_status={}, unanswered=0, stream_errors=0, rss_mb=[])
+stats = dict(sent=0, by_status={}, unanswered=0, stream_errors=0, streams_without_done=0, samples=[], rss_mb=[])
 
 async def client(c: httpx.AsyncClient, end: float):
     while time.time() < end:
@@ -39,7 +39,9 @@ async def client(c: httpx.AsyncClient, end: float):
                     code = r.status_code
                     if code == 200:
                         lines = [l async for l in r.aiter_lines() if l.startswith("data: ")]
-                        if not lines or lines[-1] != "data: [DONE]" or any('"error"' in l for l in lines): stats["stream_errors"] += 1
+                        errors = [l for l in lines if l != "data: [DONE]" and "error" in json.loads(l[6:])]  # an error event, not text that says "error"
+                        if errors: stats["stream_errors"] += 1; stats["samples"].append(errors[0][:300])
+                        if not lines or lines[-1] != "data: [DONE]": stats["streams_without_done"] += 1; stats["samples"].append((lines or ["<nothing>"])[-1][:300])
                     else: await r.aread()
             else: code = (await c.post(url + "/v1/completions", json=body)).status_code
         except httpx.HTTPError: stats["unanswered"] += 1; continue
@@ -62,11 +64,12 @@ rss = stats["rss_mb"]; settle = rss[len(rss) // 4:] or rss  # after warm-up
 rep = dict(seconds=args.seconds, concurrency=args.concurrency, max_batch=args.max_batch, max_waiting=args.max_waiting, sent=stats["sent"],
            by_status=stats["by_status"], server_errors_5xx=sum(v for k, v in stats["by_status"].items() if k.startswith("5") and k != "503"),
            refused=stats["by_status"].get("503", 0) + stats["by_status"].get("429", 0), unanswered=stats["unanswered"], stream_errors=stats["stream_errors"],
+           streams_without_done=stats["streams_without_done"], problem_samples=stats["samples"][:5],
            rss_mb_start=rss[0] if rss else None, rss_mb_after_warmup=settle[0] if settle else None, rss_mb_end=rss[-1] if rss else None,
            rss_growth_after_warmup_mb=round(settle[-1] - settle[0], 1) if settle else None, healthy_after=healthy,
            aborted=next((l.split()[-1] for l in metrics.splitlines() if l.startswith("llmft_engine_aborted")), "0"), server_exit=server.returncode)
 (out/"soak.json").write_text(json.dumps(rep, indent=2))
 (out/"soak.md").write_text("| soak | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rep.items()) + "\n")
 print(json.dumps(rep, indent=2))
-ok = rep["server_errors_5xx"] == 0 and rep["unanswered"] == 0 and rep["stream_errors"] == 0 and healthy
+ok = rep["server_errors_5xx"] == 0 and rep["unanswered"] == 0 and rep["stream_errors"] == 0 and rep["streams_without_done"] == 0 and healthy
 sys.exit(0 if ok else 1)

@@ -84,4 +84,5 @@ def test_short_soak_no_5xx_no_leak(tmp_path, tiny_base):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rep = json.loads((tmp_path/"soak.json").read_text())
     assert rep["sent"] > 50 and rep["server_errors_5xx"] == 0 and rep["healthy_after"] and rep["unanswered"] == 0
+    assert rep["stream_errors"] == 0 and rep["streams_without_done"] == 0, rep["problem_samples"]
     assert set(rep["by_status"]) <= {"200", "503"} and rep["by_status"].get("200", 0) > 0
