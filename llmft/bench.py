@@ -45,7 +45,8 @@ class RequestResult:
         return (self.e2e - self.ttft) / (self.output_tokens - 1) if self.ok and self.ttft is not None and self.output_tokens > 1 else None
 
 def _payload(endpoint:str, model:str, prompt:str, max_tokens:int, ignore_eos:bool)->dict:
-    body = dict(model=model, max_tokens=max_tokens, stream=True, stream_options={"include_usage": True}, temperature=0, ignore_eos=ignore_eos)
+    body = dict(model=model, max_tokens=max_tokens, stream=True, stream_options={"include_usage": True}, temperature=0)
+    if ignore_eos: body["ignore_eos"] = True  # a vLLM extra: sent only when used, since some servers reject unknown fields
     return body | (dict(prompt=prompt) if endpoint == "completions" else dict(messages=[{"role": "user", "content": prompt}]))
 
 async def stream_request(client, url:str, body:dict, t0:float, headers:dict|None=None)->RequestResult:

@@ -21,7 +21,7 @@ def _base(args)->int:
 
 def _demo(args)->int:
     from llmft.pipeline import PipelineConfig, run_pipeline
-    cfg = load_config(PipelineConfig, args.config, args.overrides)
+    cfg = load_config(PipelineConfig, args.config, list(args.overrides) + ([f"model={args.model}"] if args.model else []))
     run_dir = run_pipeline(cfg)
     print(f"done: {run_dir}/manifest.json")
     return 0
@@ -219,6 +219,7 @@ def build_parser()->argparse.ArgumentParser:
         d = sub.add_parser(name, help=help)
         if name == "run": d.add_argument("config", help="pipeline YAML")
         else: d.set_defaults(config=None)
+        d.add_argument("--model", help="base model: tiny, small, a folder or a hub id (same as model=...)")
         d.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
         d.set_defaults(func=_demo)
     return p

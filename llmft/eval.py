@@ -94,18 +94,28 @@ def check_answer(got:str, expected:str, metric:str="exact", tolerance:float=1e-6
 
 # %% ../nbs/06_eval.ipynb #31c32903
 def generate_answers(model, tokenizer, prompts:list[str], max_new_tokens:int=16, batch_size:int=16)->list[str]:
-    "Greedy continuations of `prompts` (special tokens dropped, stripped), batched with left padding."
-    torch, tqdm = require("torch"), require("tqdm.auto").tqdm
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    out = []
-    try:
-        with torch.no_grad():
-            for i in tqdm(range(0, len(prompts), batch_size), desc="generate", leave=False):
-                enc = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True).to(model.device)
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-                out += [tokenizer.decode(g[enc.input_ids.shape[1]:], skip_special_tokens=True).strip() for g in gen]
-    finally: tokenizer.padding_side = side
-    return out
+    "Greedy continuations of `prompts` (special tokens dropped, stripped), continuously batched by the serving engine."
+    import asyncio, threading
+    from llmft.serve.engine import TransformersEngine, EngineSettings, GenerationRequest, SamplingParams
+    engine = TransformersEngine(EngineSettings(max_batch=batch_size, max_waiting=len(prompts) + 1, max_model_len=getattr(model.config, "max_position_embeddings", None)),
+                                model=model, tokenizer=tokenizer)
+    async def run():
+        await engine.start()
+        async def one(i, p):
+            text = ""
+            async for out in engine.generate(GenerationRequest(f"eval-{i}", tokenizer(p).input_ids, SamplingParams(max_tokens=max_new_tokens, temperature=0))):
+                if out.error: raise RuntimeError(f"generation failed: {out.error}")
+                text += out.text
+            return text.strip()
+        try: return await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+        finally: await engine.shutdown(drain_s=0)
+    result = {}
+    def in_thread():  # a fresh event loop, also when called from a notebook's running one
+        try: result["answers"] = asyncio.run(run())
+        except BaseException as e: result["error"] = e
+    t = threading.Thread(target=in_thread); t.start(); t.join()
+    if "error" in result: raise result["error"]
+    return list(result["answers"])
 
 # %% ../nbs/06_eval.ipynb #ee18860e
 def paired_bootstrap(base:list[float], tuned:list[float], stat=None, n:int=2000, seed:int=0, level:float=0.95)->dict:
