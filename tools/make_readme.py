@@ -13,6 +13,7 @@ def render(nb_path: Path) -> str:
             code = "\n".join(l for l in text.splitlines() if not l.startswith("#|")).strip()
             if code: parts.append(f"```python\n{code}\n```")
     body = "\n\n".join(parts)
+    body = re.sub(r"\]\((?!https?://|/|#)([^)]+\.(?:png|jpg|svg|gif))\)", r"](nbs/\1)", body)  # images live beside the notebook
     return "<!-- Generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file. -->\n\n" + body + "\n"
 
 if __name__ == "__main__":
