@@ -33,7 +33,7 @@ class DataError(ValueError):
     def __init__(self, problems:list[Problem], header:str="dataset has problems"):
         self.problems = problems
         shown = "\n".join(f"  {p}" for p in problems[:50]) + (f"\n  ... and {len(problems)-50} more" if len(problems) > 50 else "")
-        super().__init__(f"{header} ({len(problems)}):\n{shown}")
+        super().__init__(f"{header} ({len(problems)}):\n{shown}" if problems else header)
 
 # %% ../nbs/02_data.ipynb #854280cf
 def _read_jsonl(path:Path, name:str):
