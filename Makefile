@@ -14,7 +14,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test install export sync-check nbtest pytest clean
+.PHONY: demo test install export sync-check nbtest pytest clean vllm-env test-vllm
 
 $(BIN)/.installed: settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ install: $(BIN)/.installed
 demo: install
 	OMP_NUM_THREADS=2 $(BIN)/llmft demo
 
-test: install sync-check nbtest pytest
+test: install sync-check nbtest pytest test-vllm
 
 # The library must be the export of the notebooks, the notebooks clean and README generated from index.
 sync-check: install
@@ -45,6 +45,19 @@ nbtest: install
 
 pytest: install
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q tests
+
+# vLLM for CPUs in its own environment (it pins its own torch and transformers): the serving tests again, on the vLLM engine.
+VLLM_VENV ?= .venv-vllm
+$(VLLM_VENV)/.installed: tools/vllm_env.sh settings.ini setup.py
+	PYTHON=$(PYTHON) tools/vllm_env.sh $(VLLM_VENV)
+	touch $@
+
+vllm-env: $(VLLM_VENV)/.installed
+
+# Both cores for vLLM's worker (its default keeps one for the API process), 1 GiB of KV cache, its compile cache in LLMFT_HOME.
+test-vllm: vllm-env
+	VLLM_CPU_KVCACHE_SPACE=1 VLLM_CPU_OMP_THREADS_BIND=auto VLLM_CPU_NUM_OF_RESERVED_CPU=0 VLLM_CACHE_ROOT=$(LLMFT_HOME)/vllm \
+	VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=2 LLMFT_TEST_ENGINE=vllm $(VLLM_VENV)/bin/python -m pytest -q tests/test_serve.py
 
 export: install
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py

@@ -108,7 +108,7 @@ def _serve_flags(p):
     p.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH", help="serve an adapter under NAME (repeatable)")
     for prefix, model in (("", ServerSettings), ("engine.", EngineSettings)):
         for name, f in model.model_fields.items():
-            if name in ("engine", "adapters"): continue
+            if (prefix, name) in (("", "engine"), ("engine.", "adapters")): continue  # the nested model; adapters come from --adapter
             p.add_argument("--" + name.replace("_", "-"), dest=f"opt:{prefix}{name}", metavar="VALUE", help=f"(default: {f.default})")
 
 def _serve(args)->int:
@@ -240,6 +240,6 @@ def main(argv:list[str]|None=None)->int:
     except KeyboardInterrupt:
         print(f"llmft {args.command}: interrupted", file=sys.stderr); return 130
 
-# %% ../nbs/13_cli.ipynb #2326ea4e
+# %% ../nbs/13_cli.ipynb #ca4a8a79
 #| eval: false
 if __name__ == "__main__": sys.exit(main())  # `python -m llmft.cli`, which `accelerate launch -m` uses

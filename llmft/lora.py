@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_lora.ipynb #c5f00f42
 from __future__ import annotations
-import json, math, os, time, shutil
+import inspect, json, math, os, time, shutil
 from pathlib import Path
 from typing import Literal
 from pydantic import Field
@@ -206,13 +206,14 @@ def load_base(cfg:TrainConfig):
 def training_arguments(cfg:TrainConfig):
     "transformers `TrainingArguments` for a config."
     tf, torch = require("transformers"), require("torch")
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in inspect.signature(tf.TrainingArguments).parameters else "gradient_checkpointing"  # renamed in transformers 5.2x
     return tf.TrainingArguments(
         output_dir=str(Path(cfg.output_dir)/"checkpoints"), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, lr_scheduler_type=cfg.scheduler, warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay, max_steps=cfg.max_steps if cfg.max_steps > 0 else -1, num_train_epochs=cfg.epochs,
         eval_strategy="steps" if cfg.data.eval else "no", eval_steps=cfg.eval_steps, logging_steps=cfg.logging_steps, logging_first_step=True,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, seed=cfg.seed, data_seed=cfg.seed,
-        max_grad_norm=cfg.max_grad_norm, activation_checkpointing=cfg.gradient_checkpointing, train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        max_grad_norm=cfg.max_grad_norm, **{checkpointing: cfg.gradient_checkpointing}, train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         remove_unused_columns=False, report_to=[], dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
         bf16=cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported() and cfg.quantization.bits is None),
         disable_tqdm=False, save_only_model=False)

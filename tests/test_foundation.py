@@ -5,13 +5,14 @@ import pytest
 from conftest import ROOT, run_cli
 
 def test_cli_demo_writes_manifest_and_reports_perplexity(tmp_path, tiny_base):
-    r = run_cli("demo", f"runs_dir={tmp_path}", "name=t1")
+    r = run_cli("demo", f"runs_dir={tmp_path}", "name=t1", "train.max_steps=120", "train.eval_steps=60", "train.save_steps=60", "eval_examples=40", "bench_requests=16")
     assert r.returncode == 0, r.stderr
     assert "perplexity=" in r.stdout and "random_perplexity=" in r.stdout
     m = json.loads((tmp_path/"t1"/"manifest.json").read_text())
     base = m["stages"]["base"]
     assert base["status"] == "done" and base["perplexity"] < base["random_perplexity"] / 5
     assert m["versions"]["torch"] and m["machine"]["cpus"] and m["config"]["seed"] == 0
+    assert {k: v["status"] for k, v in m["stages"].items()} == {k: "done" for k in m["config"]["stages"]}
 
 def test_cli_config_typo_names_the_key(tmp_path):
     r = run_cli("demo", "sed=3", f"runs_dir={tmp_path}")

