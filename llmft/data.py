@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #f429d6d4
 from __future__ import annotations
-import csv, json, math, random, re, statistics
+import bisect, csv, json, math, random, re, statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -13,7 +13,7 @@ from .core import require, fingerprint, IGNORE_INDEX
 # %% auto #0
 __all__ = ['SCHEMAS', 'ROLES', 'TEMPLATES', 'SAMPLE_SPLITS', 'Problem', 'DataError', 'read_records', 'Example', 'detect_schema',
            'to_example', 'LoadReport', 'load_examples', 'format_prompt', 'format_example', 'Features',
-           'tokenize_example', 'TokenizedDataset', 'tokenize_examples', 'collate', 'pack_features',
+           'tokenize_example', 'TokenizedDataset', 'tokenize_examples', 'collate', 'pack_features', 'packed_segments',
            'sample_dataset_dir', 'make_sample_dataset', 'dataset_stats']
 
 # %% ../nbs/02_data.ipynb #751a7539
@@ -316,17 +316,26 @@ def collate(features:list[Features], pad_id:int, padding_side:str="right")->dict
     return batch
 
 def pack_features(features:list[Features], max_length:int)->list[Features]:
-    "Greedily concatenate examples into blocks of at most `max_length` tokens, positions restarting per example."
-    blocks, cur = [], None
-    for f in features:
-        if cur is not None and len(cur.input_ids) + len(f.input_ids) <= max_length:
-            cur.input_ids += f.input_ids; cur.labels += f.labels; cur.position_ids += list(range(len(f.input_ids))); cur.ref += "+" + f.ref
+    "Pack examples into as few blocks of at most `max_length` tokens as it can (best fit, longest first), positions restarting per example."
+    blocks, free = [], []  # free: sorted (room left, block index)
+    for f in sorted(features, key=lambda f: -len(f.input_ids)):  # stable: equal lengths keep the dataset's order
+        n = len(f.input_ids)
+        j = bisect.bisect_left(free, (n, -1))
+        if j < len(free):
+            room, b = free.pop(j); cur = blocks[b]
+            cur.input_ids += f.input_ids; cur.labels += f.labels; cur.position_ids += list(range(n)); cur.ref += "+" + f.ref; cur.truncated = cur.truncated or f.truncated
         else:
-            if cur is not None: blocks.append(cur)
-            cur = Features(f.ref, list(f.input_ids), list(f.labels), f.truncated, list(range(len(f.input_ids))))
-    return blocks + ([cur] if cur is not None else [])
+            room, b = max_length, len(blocks)
+            blocks.append(Features(f.ref, list(f.input_ids), list(f.labels), f.truncated, list(range(n))))
+        if room - n > 0: bisect.insort(free, (room - n, b))
+    return blocks
 
-# %% ../nbs/02_data.ipynb #1a606795
+def packed_segments(block:Features)->list[tuple[int, int]]:
+    "(start, end) of each example in a packed block, from where its positions restart."
+    starts = [i for i, p in enumerate(block.position_ids) if p == 0] + [len(block.position_ids)]
+    return list(zip(starts, starts[1:]))
+
+# %% ../nbs/02_data.ipynb #9fdfea11
 _WORDS = ["stone", "apple", "river", "cloud", "green", "table", "light", "sugar", "plant", "house", "water", "music", "paper", "chair", "bread", "tiger", "glass", "smile", "train", "ocean"]
 _NAMES = ["Ann", "Bob", "Eva", "Ian", "Kim", "Leo", "Mia", "Noa", "Raj", "Zoe"]
 _CITIES = ["Oslo", "Lima", "Rome", "Kyiv", "Doha", "Bern", "Riga", "Baku", "Nice", "Pune"]
@@ -346,7 +355,7 @@ def _sample_example(rng:random.Random)->dict:
     key = rng.choice(["name", "city"])
     return dict(task=task, metric="exact", instruction=f"What is the {key} in the record?", input=f"name={name}; city={city}; age={age}", output=name if key == "name" else city)
 
-# %% ../nbs/02_data.ipynb #2ac2df80
+# %% ../nbs/02_data.ipynb #d220493f
 SAMPLE_SPLITS = {"train": 3000, "validation": 200, "test": 200}
 
 def sample_dataset_dir()->Path:
@@ -363,7 +372,7 @@ def make_sample_dataset(out_dir:str|Path, seed:int=0, sizes:dict=SAMPLE_SPLITS)-
             for i in range(n): f.write(json.dumps(dict(id=f"{split}-{i:05d}", **_sample_example(rng))) + "\n")
     return paths
 
-# %% ../nbs/02_data.ipynb #ed9e7296
+# %% ../nbs/02_data.ipynb #dc588fb4
 def _dist(xs:list[int])->dict:
     xs = sorted(xs)
     if not xs: return {}
