@@ -39,15 +39,18 @@ def test_base_build_is_deterministic(tmp_path, tiny_base):
     assert (Path(out)/"tokenizer.json").read_bytes() == (tiny_base/"tokenizer.json").read_bytes()
 
 def test_core_install_imports_without_torch(tmp_path):
-    "`pip install .` (core only) in a fresh venv, then `import llmft` and the CLI's help, with no torch present."
+    "`pip install .` (core only) in a fresh venv, then `import llmft` and the CLI's help, with no torch present; the shipped data is installed."
     env_dir = tmp_path/"venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir/"bin"/"python"
     subprocess.run([str(py), "-m", "pip", "install", "-q", str(ROOT)], check=True, capture_output=True, timeout=600)
     r = subprocess.run([str(py), "-c", "import importlib.util as u, llmft, llmft.core, llmft.cli, llmft.pipeline; "
-                        "print(llmft.__version__, u.find_spec('torch') is None)"], capture_output=True, text=True)
+                        "print(llmft.__version__, u.find_spec('torch') is None)"], capture_output=True, text=True, cwd=tmp_path)  # not the checkout: import the installed copy
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [llmft_version(), "True"]
+    r = subprocess.run([str(py), "-c", "from llmft.data import sample_dataset_dir as d; print(sorted(p.name for p in d().iterdir()), (d().parent/'prices.yaml').is_file())"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.stdout.strip() == "['test.jsonl', 'train.jsonl', 'validation.jsonl'] True", r.stdout + r.stderr  # the demo's data ships in the wheel
 
 def llmft_version():
     import llmft; return llmft.__version__
