@@ -187,3 +187,8 @@ def test_error_after_stream_began_sends_error_event_and_engine_recovers(tiny_bas
         ok = c.post("/v1/completions", json=dict(model="tiny", prompt="The", max_tokens=5))
         assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] >= 1
         assert c.get("/health").json()["running"] == 0 and "llmft_engine_step_errors 1" in c.get("/metrics").text
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("vllm") is not None, reason="vLLM is installed in this environment")
+def test_vllm_engine_without_vllm_is_one_clear_line():
+    r = run_cli("serve", "--engine", "vllm", "--model", "tiny", "--port", str(free_port()), timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == """llmft serve: error: 'vllm' is not installed (No module named 'vllm'); install it with: pip install "llmft[vllm]\""""

