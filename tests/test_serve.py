@@ -193,3 +193,8 @@ def test_vllm_engine_without_vllm_is_one_clear_line():
     r = run_cli("serve", "--engine", "vllm", "--model", "tiny", "--port", str(free_port()), timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert """llmft serve: error: 'vllm' is not installed (No module named 'vllm'); install it with: pip install "llmft[vllm]\"""" in r.stderr
+
+def test_bad_adapter_is_one_clear_line_before_start(tmp_path):
+    r = run_cli("serve", "--engine", ENGINE, "--model", "tiny", "--adapter", f"x={tmp_path/'nope'}", "--port", str(free_port()), timeout=180)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "adapter 'x'" in r.stderr and "not an adapter folder (no adapter_config.json)" in r.stderr

@@ -455,15 +455,14 @@ class VLLMEngine(Engine):
         self.max_model_len = s.max_model_len or cfg.max_position_embeddings
         self.llm, self._lora_ids, self.state = None, {name: i + 1 for i, name in enumerate(self.adapters)}, "starting"
         self.inflight, self.stats, self._accepting = set(), collections.Counter(), True
+        if self.adapters:  # before the server starts, so a bad adapter is a one-line error
+            from llmft.lora import linear_layer_names
+            with require("torch").device("meta"): base = tf.AutoModelForCausalLM.from_config(cfg, trust_remote_code=s.trust_remote_code)  # layer names only, no weights
+            for name, folder in self.adapters.items():
+                if (problems := lint_adapter(folder, linear_layer_names(base), s.max_lora_rank)): raise ValueError(f"adapter {name!r}: " + "; ".join(problems))
     async def start(self):
         vllm = require("vllm", "vllm")
         from vllm.v1.engine.async_llm import AsyncLLM
-        if self.adapters:
-            from llmft.lora import linear_layer_names
-            tf = require("transformers")
-            base = tf.AutoModelForCausalLM.from_config(tf.AutoConfig.from_pretrained(self.path, trust_remote_code=self.s.trust_remote_code))
-            for name, folder in self.adapters.items():
-                if (problems := lint_adapter(folder, linear_layer_names(base), self.s.max_lora_rank)): raise ValueError(f"adapter {name!r}: " + "; ".join(problems))
         self.llm = AsyncLLM.from_engine_args(vllm.AsyncEngineArgs(**vllm_engine_args(self.s, self.path)))
         self.state = "ok"
     def health(self)->dict:
