@@ -13,11 +13,11 @@ from .data import load_examples, tokenize_examples, pack_features, collate, samp
 from .base import resolve_model
 
 # %% auto #0
-__all__ = ['LoraSettings', 'linear_layer_names', 'apply_lora', 'trainable_report', 'DataSettings', 'QuantSettings',
-           'TrackingSettings', 'TrainConfig', 'FeatureDataset', 'feature_collator', 'prepare_data', 'TrainingDiverged',
-           'dataset_nll', 'load_base', 'training_arguments', 'build_trainer', 'save_adapter', 'checkpoint_problem',
-           'adapter_file_problem', 'latest_checkpoint', 'check_output_dir', 'train', 'load_finetuned',
-           'check_adapter_matches', 'stop_after_step', 'export_merged']
+__all__ = ['LoraSettings', 'linear_layer_names', 'apply_lora', 'trainable_report', 'scale_at_rank', 'DataSettings',
+           'QuantSettings', 'TrackingSettings', 'TrainConfig', 'FeatureDataset', 'feature_collator', 'prepare_data',
+           'TrainingDiverged', 'dataset_nll', 'load_base', 'training_arguments', 'build_trainer', 'save_adapter',
+           'checkpoint_problem', 'adapter_file_problem', 'latest_checkpoint', 'check_output_dir', 'train',
+           'load_finetuned', 'check_adapter_matches', 'stop_after_step', 'export_merged']
 
 # %% ../nbs/03_lora.ipynb #fb211e36
 class LoraSettings(Config):
@@ -48,7 +48,7 @@ def apply_lora(model, lora:LoraSettings):
     if lora.r <= 0 or lora.alpha <= 0: raise ValueError(f"LoRA rank and alpha must be positive, got r={lora.r}, alpha={lora.alpha}")
     cfg = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, target_modules=lora.target_modules, lora_dropout=lora.dropout,
                           bias=lora.bias, modules_to_save=lora.modules_to_save or None, task_type="CAUSAL_LM")
-    return peft.get_peft_model(model, cfg)
+    return scale_at_rank(peft.get_peft_model(model, cfg))
 
 def trainable_report(model)->dict:
     "Trainable and total parameter counts and the trainable share."
@@ -56,7 +56,34 @@ def trainable_report(model)->dict:
     total = sum(p.numel() for p in model.parameters())
     return dict(trainable=trainable, total=total, share=trainable / total)
 
-# %% ../nbs/03_lora.ipynb #56890ae6
+# %% ../nbs/03_lora.ipynb #473cabaf
+def _lora_linear_class():
+    from peft.tuners.lora.layer import Linear
+    class RankScaledLinear(Linear):
+        "PEFT's LoRA `Linear`, scaling at rank r: `base(x) + B(A(dropout(x)) · scale)`."
+        def forward(self, x, *args, **kwargs):
+            plain = not (self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None
+                         or any(a in self.lora_variant for a in self.active_adapters))
+            if not plain: return super().forward(x, *args, **kwargs)
+            self._check_forward_args(x, *args, **kwargs)
+            result = self.base_layer(x, *args, **kwargs)
+            dtype = result.dtype
+            for name in self.active_adapters:
+                if name not in self.lora_A: continue
+                A, B = self.lora_A[name], self.lora_B[name]
+                h = A(self.lora_dropout[name](self._cast_input_dtype(x, A.weight.dtype)))
+                result = result + B(h * self.scaling[name])
+            return result.to(dtype)
+    return Linear, RankScaledLinear
+
+def scale_at_rank(model):
+    "Make PEFT's plain LoRA `Linear` layers of `model` scale their update at rank r (same outputs, less work); returns `model`."
+    Linear, RankScaled = _lora_linear_class()
+    for m in model.modules():
+        if type(m) is Linear: m.__class__ = RankScaled
+    return model
+
+# %% ../nbs/03_lora.ipynb #7a9dfc95
 class DataSettings(Config):
     "Which data to train and evaluate on, and how to turn it into tokens."
     train: str = "sample"               # file, dataset folder, hub id, or "sample" (the shipped sample's train split)
@@ -87,7 +114,7 @@ class TrackingSettings(Config):
     run_name: str|None = None
     parent_run_id: str|None = None      # nest this run under another (the pipeline's run)
 
-# %% ../nbs/03_lora.ipynb #3fe6e813
+# %% ../nbs/03_lora.ipynb #71a6de16
 class TrainConfig(Config):
     "Everything `llmft train` takes."
     model: str = "tiny"
@@ -116,7 +143,7 @@ class TrainConfig(Config):
     resume: bool = False                # continue from the latest checkpoint in output_dir
     min_free_mb: int = 200              # refuse to start with less free disk than this where output_dir is
 
-# %% ../nbs/03_lora.ipynb #6cd74f97
+# %% ../nbs/03_lora.ipynb #97609393
 class FeatureDataset:
     "A list of `Features` as the torch-style dataset the Trainer reads (items are dicts)."
     def __init__(self, features): self.features = features
@@ -145,7 +172,7 @@ def prepare_data(cfg:TrainConfig, tokenizer)->dict:
                                     truncated=tokd.truncated, fingerprint=fingerprint([e.__dict__ for e in examples]), sequences=len(feats))
     return out
 
-# %% ../nbs/03_lora.ipynb #97609393
+# %% ../nbs/03_lora.ipynb #cde0eabd
 class TrainingDiverged(RuntimeError):
     "The training loss became NaN or infinite."
 
@@ -173,7 +200,7 @@ def _trainer_class():
             return metrics
     return LlmftTrainer
 
-# %% ../nbs/03_lora.ipynb #91ae0502
+# %% ../nbs/03_lora.ipynb #f7bdc3c7
 def dataset_nll(model, dataset, collator, batch_size:int=16)->dict:
     "Token-weighted loss and perplexity of `model` on a dataset of `Features`."
     torch, tqdm = require("torch"), require("tqdm.auto").tqdm
@@ -189,7 +216,7 @@ def dataset_nll(model, dataset, collator, batch_size:int=16)->dict:
     model.train(was_training)
     return dict(loss=nll / n, perplexity=perplexity(nll, n), tokens=n)
 
-# %% ../nbs/03_lora.ipynb #a3c7f381
+# %% ../nbs/03_lora.ipynb #61fe2f4c
 def load_base(cfg:TrainConfig):
     "The base model and tokenizer of a training config (4-bit when `quantization.bits` is 4)."
     tf, torch = require("transformers"), require("torch")
@@ -202,7 +229,7 @@ def load_base(cfg:TrainConfig):
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     return tf.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True), tok  # never unpickle weights
 
-# %% ../nbs/03_lora.ipynb #cde0eabd
+# %% ../nbs/03_lora.ipynb #630618b8
 def training_arguments(cfg:TrainConfig):
     "transformers `TrainingArguments` for a config."
     tf, torch = require("transformers"), require("torch")
@@ -230,7 +257,7 @@ def build_trainer(cfg:TrainConfig, callbacks:list=())->tuple:
                                data_collator=feature_collator(tok.pad_token_id), processing_class=tok, callbacks=list(callbacks))
     return trainer, {k: v for k, v in data.items() if k.endswith("_info")}
 
-# %% ../nbs/03_lora.ipynb #b44de3b6
+# %% ../nbs/03_lora.ipynb #36a0b8fd
 def save_adapter(model, tokenizer, cfg:TrainConfig, out:str|Path, extra:dict|None=None)->Path:
     "Save the LoRA adapter (safetensors, no base weights) and what is needed to rebuild its base."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -241,7 +268,7 @@ def save_adapter(model, tokenizer, cfg:TrainConfig, out:str|Path, extra:dict|Non
     (out/"llmft_adapter.json").write_text(json.dumps(meta, indent=2, default=str))
     return out
 
-# %% ../nbs/03_lora.ipynb #630618b8
+# %% ../nbs/03_lora.ipynb #6caeeb6c
 def checkpoint_problem(ckpt:Path)->str|None:
     "Why a checkpoint folder cannot be resumed from, or None if it is complete."
     state = ckpt/"trainer_state.json"
@@ -268,7 +295,7 @@ def latest_checkpoint(checkpoints:Path)->Path|None:
         warnings.warn(f"not resuming from {ckpt}: {problem}")
     return None
 
-# %% ../nbs/03_lora.ipynb #36a0b8fd
+# %% ../nbs/03_lora.ipynb #5fad7232
 def check_output_dir(out:Path, min_free_mb:int=200):
     "Fail early, with a clear message, when `out` cannot be created or written or its disk is (nearly) full."
     import shutil, uuid
@@ -279,7 +306,7 @@ def check_output_dir(out:Path, min_free_mb:int=200):
     free_mb = shutil.disk_usage(out).free / 2**20
     if free_mb < min_free_mb: raise OSError(f"only {free_mb:.0f} MB free where output_dir {out} is; need at least {min_free_mb} MB (min_free_mb)")
 
-# %% ../nbs/03_lora.ipynb #6caeeb6c
+# %% ../nbs/03_lora.ipynb #493a661a
 def train(cfg:TrainConfig,          # the training configuration
           callbacks:list=(),       # extra TrainerCallbacks; those with `on_data(info)` also get the data info
          )->dict:                   # summary: adapter folder, final eval metrics, data info, timings
@@ -304,7 +331,7 @@ def train(cfg:TrainConfig,          # the training configuration
     if trainer.is_world_process_zero(): (out/"train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
-# %% ../nbs/03_lora.ipynb #b9dcda9e
+# %% ../nbs/03_lora.ipynb #381ed3c3
 def load_finetuned(adapter_dir:str|Path, # a folder written by `save_adapter`
                    merged:bool=False,     # merge the adapter into the weights (full-precision bases only)
                   ):
@@ -338,7 +365,7 @@ def check_adapter_matches(model, adapter_dir:Path):
             if in_features is not None and f.get_slice(key).get_shape()[1] != in_features:
                 raise ValueError(f"{adapter_dir}: adapter for {mod!r} expects {f.get_slice(key).get_shape()[1]} inputs but this base has {in_features}: it was trained for another base")
 
-# %% ../nbs/03_lora.ipynb #3e76e46e
+# %% ../nbs/03_lora.ipynb #f1a6e5e0
 def stop_after_step(step:int):
     "A TrainerCallback that ends training after `step` (to simulate an interrupted run)."
     tf = require("transformers")
@@ -347,7 +374,7 @@ def stop_after_step(step:int):
             if state.global_step >= step: control.should_training_stop = True
     return StopAfter()
 
-# %% ../nbs/03_lora.ipynb #f4d6bdaa
+# %% ../nbs/03_lora.ipynb #bd1cd06e
 def export_merged(adapter_dir:str|Path, out_dir:str|Path)->Path:
     "Merge an adapter into its base and save a standalone model (safetensors) with its tokenizer."
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
