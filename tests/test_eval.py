@@ -7,7 +7,7 @@ from llmft.data import sample_dataset_dir
 TEST = sample_dataset_dir()/"test.jsonl"
 
 def test_cli_eval_base_vs_finetuned(tmp_path, tiny_base):
-    r = run_cli("train", f"output_dir={tmp_path/'ft'}", f"tracking.store_dir={tmp_path}", "max_steps=200", "batch_size=32", "save_steps=200", "eval_steps=200", "data.max_eval_examples=20")
+    r = run_cli("train", f"output_dir={tmp_path/'ft'}", f"tracking.store_dir={tmp_path}", "max_steps=100", "batch_size=32", "save_steps=100", "eval_steps=100", "data.max_eval_examples=20")
     assert r.returncode == 0, r.stderr[-2000:]
     r = run_cli("eval", "--base", "tiny", "--adapter", tmp_path/"ft"/"adapter", "--data", TEST, "--out", tmp_path/"rep", "--max-examples", "60")
     assert r.returncode == 0, r.stderr[-2000:]
