@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_lora.ipynb #c5f00f42
 from __future__ import annotations
-import inspect, json, math, os, time, shutil
+import functools, inspect, json, math, os, time, shutil
 from pathlib import Path
 from typing import Literal
 from pydantic import Field
@@ -15,9 +15,10 @@ from .base import resolve_model
 # %% auto #0
 __all__ = ['LoraSettings', 'linear_layer_names', 'apply_lora', 'trainable_report', 'scale_at_rank', 'DataSettings',
            'QuantSettings', 'TrackingSettings', 'TrainConfig', 'FeatureDataset', 'feature_collator', 'prepare_data',
-           'TrainingDiverged', 'dataset_nll', 'load_base', 'training_arguments', 'build_trainer', 'save_adapter',
-           'checkpoint_problem', 'adapter_file_problem', 'latest_checkpoint', 'check_output_dir', 'train',
-           'load_finetuned', 'check_adapter_matches', 'stop_after_step', 'export_merged']
+           'TrainingDiverged', 'dataset_nll', 'load_base', 'packed_segment_index', 'packed_attention',
+           'use_packed_attention', 'training_arguments', 'build_trainer', 'save_adapter', 'checkpoint_problem',
+           'adapter_file_problem', 'latest_checkpoint', 'check_output_dir', 'train', 'load_finetuned',
+           'check_adapter_matches', 'stop_after_step', 'export_merged']
 
 # %% ../nbs/03_lora.ipynb #fb211e36
 class LoraSettings(Config):
@@ -57,6 +58,7 @@ def trainable_report(model)->dict:
     return dict(trainable=trainable, total=total, share=trainable / total)
 
 # %% ../nbs/03_lora.ipynb #473cabaf
+@functools.cache
 def _lora_linear_class():
     from peft.tuners.lora.layer import Linear
     class RankScaledLinear(Linear):
@@ -229,7 +231,53 @@ def load_base(cfg:TrainConfig):
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     return tf.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True), tok  # never unpickle weights
 
-# %% ../nbs/03_lora.ipynb #630618b8
+# %% ../nbs/03_lora.ipynb #273e501b
+_segment_cache = [None, None]
+
+def packed_segment_index(position_ids):
+    "For packed `position_ids` (B, T): the gather index (examples, longest) into the flattened batch and each token's place in that layout; None when nothing is packed."
+    if _segment_cache[0] is position_ids: return _segment_cache[1]  # the same tensor reaches every layer of one forward pass
+    torch = require("torch")
+    B, T = position_ids.shape
+    first = position_ids.reshape(-1) == 0
+    index = None
+    if bool(first.reshape(B, T)[:, 1:].any()):
+        first = first.clone(); first[::T] = True
+        n, dev = B * T, position_ids.device
+        starts = first.nonzero().flatten()
+        lens = torch.diff(starts, append=torch.tensor([n], device=dev))
+        longest = int(lens.max())
+        gather = (starts[:, None] + torch.arange(longest, device=dev)).clamp(max=n - 1)
+        example = torch.repeat_interleave(torch.arange(len(starts), device=dev), lens)
+        index = gather, example * longest + torch.arange(n, device=dev) - starts[example]
+    _segment_cache[:] = [position_ids, index]
+    return index
+
+def packed_attention(module, query, key, value, attention_mask, dropout:float=0.0, scaling:float|None=None, **kwargs):
+    "Causal attention over each packed example alone (see above); other batches go to transformers' sdpa attention."
+    torch = require("torch")
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    B, H, T, D = query.shape
+    pos = kwargs.get("position_ids")
+    index = packed_segment_index(pos) if pos is not None and tuple(pos.shape) == (B, T) and key.shape[2] == T else None
+    if index is None: return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    gather, inverse = index
+    S, L = gather.shape
+    def by_example(x): return x.transpose(1, 2).reshape(B * T, x.shape[1], D)[gather.reshape(-1)].reshape(S, L, x.shape[1], D).transpose(1, 2)
+    q, k, v = by_example(query), by_example(key), by_example(value)
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, dropout_p=dropout, enable_gqa=k.shape[1] != H)
+    return out.transpose(1, 2).reshape(S * L, H, D)[inverse].reshape(B, T, H, D), None
+
+def use_packed_attention(model):
+    "Switch `model` (or a PEFT model's base) to `packed_attention`; returns `model`."
+    tf = require("transformers")
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    tf.AttentionInterface.register("llmft_packed", packed_attention)
+    AttentionMaskInterface.register("llmft_packed", sdpa_mask)  # unpacked batches keep sdpa's masks
+    (model.get_base_model() if hasattr(model, "get_base_model") else model).set_attn_implementation("llmft_packed")
+    return model
+
+# %% ../nbs/03_lora.ipynb #6caeeb6c
 def training_arguments(cfg:TrainConfig):
     "transformers `TrainingArguments` for a config."
     tf, torch = require("transformers"), require("torch")
@@ -250,14 +298,16 @@ def build_trainer(cfg:TrainConfig, callbacks:list=())->tuple:
     tf = require("transformers")
     tf.set_seed(cfg.seed)
     model, tok = load_base(cfg)
+    model.config.use_cache = False  # nothing reads a KV cache in training, and with one transformers stops keeping packed examples apart
     model = apply_lora(model, cfg.lora)
+    if cfg.data.packing and model.config._attn_implementation == "sdpa": use_packed_attention(model)
     if cfg.gradient_checkpointing: model.enable_input_require_grads()
     data = prepare_data(cfg, tok)
     trainer = _trainer_class()(model=model, args=training_arguments(cfg), train_dataset=data["train"], eval_dataset=data["validation"],
                                data_collator=feature_collator(tok.pad_token_id), processing_class=tok, callbacks=list(callbacks))
     return trainer, {k: v for k, v in data.items() if k.endswith("_info")}
 
-# %% ../nbs/03_lora.ipynb #36a0b8fd
+# %% ../nbs/03_lora.ipynb #5fad7232
 def save_adapter(model, tokenizer, cfg:TrainConfig, out:str|Path, extra:dict|None=None)->Path:
     "Save the LoRA adapter (safetensors, no base weights) and what is needed to rebuild its base."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -268,7 +318,7 @@ def save_adapter(model, tokenizer, cfg:TrainConfig, out:str|Path, extra:dict|Non
     (out/"llmft_adapter.json").write_text(json.dumps(meta, indent=2, default=str))
     return out
 
-# %% ../nbs/03_lora.ipynb #6caeeb6c
+# %% ../nbs/03_lora.ipynb #493a661a
 def checkpoint_problem(ckpt:Path)->str|None:
     "Why a checkpoint folder cannot be resumed from, or None if it is complete."
     state = ckpt/"trainer_state.json"
@@ -295,7 +345,7 @@ def latest_checkpoint(checkpoints:Path)->Path|None:
         warnings.warn(f"not resuming from {ckpt}: {problem}")
     return None
 
-# %% ../nbs/03_lora.ipynb #5fad7232
+# %% ../nbs/03_lora.ipynb #b9dcda9e
 def check_output_dir(out:Path, min_free_mb:int=200):
     "Fail early, with a clear message, when `out` cannot be created or written or its disk is (nearly) full."
     import shutil, uuid
@@ -306,7 +356,7 @@ def check_output_dir(out:Path, min_free_mb:int=200):
     free_mb = shutil.disk_usage(out).free / 2**20
     if free_mb < min_free_mb: raise OSError(f"only {free_mb:.0f} MB free where output_dir {out} is; need at least {min_free_mb} MB (min_free_mb)")
 
-# %% ../nbs/03_lora.ipynb #493a661a
+# %% ../nbs/03_lora.ipynb #9f2a8f5e
 def train(cfg:TrainConfig,          # the training configuration
           callbacks:list=(),       # extra TrainerCallbacks; those with `on_data(info)` also get the data info
          )->dict:                   # summary: adapter folder, final eval metrics, data info, timings
@@ -331,7 +381,7 @@ def train(cfg:TrainConfig,          # the training configuration
     if trainer.is_world_process_zero(): (out/"train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
-# %% ../nbs/03_lora.ipynb #381ed3c3
+# %% ../nbs/03_lora.ipynb #8a160991
 def load_finetuned(adapter_dir:str|Path, # a folder written by `save_adapter`
                    merged:bool=False,     # merge the adapter into the weights (full-precision bases only)
                   ):
@@ -365,7 +415,7 @@ def check_adapter_matches(model, adapter_dir:Path):
             if in_features is not None and f.get_slice(key).get_shape()[1] != in_features:
                 raise ValueError(f"{adapter_dir}: adapter for {mod!r} expects {f.get_slice(key).get_shape()[1]} inputs but this base has {in_features}: it was trained for another base")
 
-# %% ../nbs/03_lora.ipynb #f1a6e5e0
+# %% ../nbs/03_lora.ipynb #f02a369f
 def stop_after_step(step:int):
     "A TrainerCallback that ends training after `step` (to simulate an interrupted run)."
     tf = require("transformers")
@@ -374,7 +424,7 @@ def stop_after_step(step:int):
             if state.global_step >= step: control.should_training_stop = True
     return StopAfter()
 
-# %% ../nbs/03_lora.ipynb #bd1cd06e
+# %% ../nbs/03_lora.ipynb #2212f8a6
 def export_merged(adapter_dir:str|Path, out_dir:str|Path)->Path:
     "Merge an adapter into its base and save a standalone model (safetensors) with its tokenizer."
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)

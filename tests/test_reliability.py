@@ -79,7 +79,7 @@ def test_unwritable_or_full_output_fails_before_training(tmp_path):
 
 def test_short_soak_no_5xx_no_leak(tmp_path, tiny_base):
     "A bounded soak (the long one is bench/soak.py): mixed streaming, concurrency above the batch size."
-    r = subprocess.run([sys.executable, str(ROOT/"bench"/"soak.py"), "--seconds", "25", "--concurrency", "12", "--max-batch", "4", "--max-waiting", "6",
+    r = subprocess.run([sys.executable, str(ROOT/"bench"/"soak.py"), "--seconds", "15", "--concurrency", "12", "--max-batch", "4", "--max-waiting", "6",
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rep = json.loads((tmp_path/"soak.json").read_text())
