@@ -28,7 +28,12 @@ install: $(BIN)/.installed
 demo: install
 	OMP_NUM_THREADS=2 $(BIN)/llmft demo
 
-test: install sync-check nbtest pytest test-vllm
+# The vLLM environment (mostly downloads and unpacking) builds in the background while the notebooks and the main suite run.
+test: install sync-check
+	@mkdir -p $(LLMFT_HOME); $(MAKE) --no-print-directory vllm-env > $(LLMFT_HOME)/vllm-env.log 2>&1 & venv=$$!; \
+	$(MAKE) --no-print-directory nbtest pytest; rc=$$?; \
+	if ! wait $$venv; then cat $(LLMFT_HOME)/vllm-env.log; echo "make vllm-env failed (log above)"; exit 1; fi; \
+	test $$rc = 0 && $(MAKE) --no-print-directory test-vllm
 
 # The library must be the export of the notebooks, the notebooks clean and README generated from index.
 sync-check: install
@@ -44,7 +49,7 @@ nbtest: install
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: install
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q --durations=12 tests
 
 # vLLM for CPUs in its own environment (it pins its own torch and transformers): the serving tests again, on the vLLM engine.
 VLLM_VENV ?= .venv-vllm
@@ -57,7 +62,7 @@ vllm-env: $(VLLM_VENV)/.installed
 # Both cores for vLLM's worker (its default keeps one for the API process), 1 GiB of KV cache, its compile cache in LLMFT_HOME.
 test-vllm: vllm-env
 	VLLM_CPU_KVCACHE_SPACE=1 VLLM_CPU_OMP_THREADS_BIND=auto VLLM_CPU_NUM_OF_RESERVED_CPU=0 VLLM_CACHE_ROOT=$(LLMFT_HOME)/vllm \
-	VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=2 LLMFT_TEST_ENGINE=vllm $(VLLM_VENV)/bin/python -m pytest -q tests/test_serve.py
+	VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=2 LLMFT_TEST_ENGINE=vllm $(VLLM_VENV)/bin/python -m pytest -q --durations=5 tests/test_serve.py
 
 export: install
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py

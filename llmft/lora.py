@@ -62,19 +62,22 @@ def trainable_report(model)->dict:
 def _lora_linear_class():
     from peft.tuners.lora.layer import Linear
     class RankScaledLinear(Linear):
-        "PEFT's LoRA `Linear`, scaling at rank r: `base(x) + B(A(dropout(x)) · scale)`."
+        "PEFT's LoRA `Linear`, scaling at rank r: `base(x) + B(A(dropout(x)) · scale)`, the sum accumulated by B's matmul."
         def forward(self, x, *args, **kwargs):
+            torch = require("torch")
             plain = not (self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None
                          or any(a in self.lora_variant for a in self.active_adapters))
             if not plain: return super().forward(x, *args, **kwargs)
             self._check_forward_args(x, *args, **kwargs)
             result = self.base_layer(x, *args, **kwargs)
-            dtype = result.dtype
+            dtype, autocast = result.dtype, torch.is_autocast_enabled(result.device.type)
             for name in self.active_adapters:
                 if name not in self.lora_A: continue
                 A, B = self.lora_A[name], self.lora_B[name]
-                h = A(self.lora_dropout[name](self._cast_input_dtype(x, A.weight.dtype)))
-                result = result + B(h * self.scaling[name])
+                h = A(self.lora_dropout[name](self._cast_input_dtype(x, A.weight.dtype))) * self.scaling[name]
+                if result.dim() == 3 and B.bias is None and not autocast and h.dtype == result.dtype == B.weight.dtype:
+                    result = result.baddbmm_(h, B.weight.t().expand(len(h), -1, -1))  # no separate pass over the output to add the update
+                else: result = result + B(h)
             return result.to(dtype)
     return Linear, RankScaledLinear
 
@@ -247,11 +250,30 @@ def packed_segment_index(position_ids):
         starts = first.nonzero().flatten()
         lens = torch.diff(starts, append=torch.tensor([n], device=dev))
         longest = int(lens.max())
-        gather = (starts[:, None] + torch.arange(longest, device=dev)).clamp(max=n - 1)
+        offsets = torch.arange(longest, device=dev)
+        gather = starts[:, None] + offsets
+        gather = torch.where(offsets < lens[:, None], gather, n)  # places past an example's end take row n: none (a zero row in gradients)
         example = torch.repeat_interleave(torch.arange(len(starts), device=dev), lens)
         index = gather, example * longest + torch.arange(n, device=dev) - starts[example]
     _segment_cache[:] = [position_ids, index]
     return index
+
+def _take_rows(x, index):
+    "`x[index]`, where index `len(x)` gives a row of zeros."
+    return require("torch").cat([x, x.new_zeros(1, *x.shape[1:])])[index]
+
+@functools.cache
+def _rows():
+    torch = require("torch")
+    class Rows(torch.autograd.Function):
+        "`_take_rows(x, index)` whose gradient is `_take_rows(grad, back)`: a gather both ways instead of a scatter back."
+        @staticmethod
+        def forward(ctx, x, index, back):
+            ctx.back = back
+            return _take_rows(x, index)
+        @staticmethod
+        def backward(ctx, grad): return _take_rows(grad, ctx.back), None, None
+    return Rows
 
 def packed_attention(module, query, key, value, attention_mask, dropout:float=0.0, scaling:float|None=None, **kwargs):
     "Causal attention over each packed example alone (see above); other batches go to transformers' sdpa attention."
@@ -263,10 +285,11 @@ def packed_attention(module, query, key, value, attention_mask, dropout:float=0.
     if index is None: return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     gather, inverse = index
     S, L = gather.shape
-    def by_example(x): return x.transpose(1, 2).reshape(B * T, x.shape[1], D)[gather.reshape(-1)].reshape(S, L, x.shape[1], D).transpose(1, 2)
+    rows = _rows().apply  # each token sits at exactly one place of the example layout, so gradients move back by gathering too
+    def by_example(x): return rows(x.transpose(1, 2).reshape(B * T, x.shape[1], D), gather.reshape(-1), inverse).reshape(S, L, x.shape[1], D).transpose(1, 2)
     q, k, v = by_example(query), by_example(key), by_example(value)
     out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, dropout_p=dropout, enable_gqa=k.shape[1] != H)
-    return out.transpose(1, 2).reshape(S * L, H, D)[inverse].reshape(B, T, H, D), None
+    return rows(out.transpose(1, 2).reshape(S * L, H, D), inverse, gather.reshape(-1)).reshape(B, T, H, D), None
 
 def use_packed_attention(model):
     "Switch `model` (or a PEFT model's base) to `packed_attention`; returns `model`."
