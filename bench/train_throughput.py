@@ -3,8 +3,9 @@
 Same model, same examples (the sample dataset's first N training examples, tokenized once by llmft so
 both see identical token ids and labels), same LoRA (r=16, all-linear), one epoch each, in one process.
 Metric: supervised (response) tokens per second of training. Rows with bf16 autocast are compared only with
-the plain trainer's bf16 row (same precision). This machine is noisy: every row runs --repeats times, round-robin (so drift hits all rows alike), and the
-fastest run of each row counts. Writes bench/out/train_throughput.{json,md}.
+the plain trainer's bf16 row (same precision). This machine is noisy: every row runs --repeats times, round-robin (so drift hits all rows alike); ratios are
+given from the fastest runs, the medians, and the median of per-round ratios (each run against the plain run of
+its own round). Writes bench/out/train_throughput.{json,md}.
 """
 import argparse, json, os, platform, time
 from pathlib import Path
@@ -19,6 +20,7 @@ p.add_argument("--model", default="small"); p.add_argument("--examples", type=in
 p.add_argument("--batch-size", type=int, default=16); p.add_argument("--packed-batch-size", type=int, default=4)
 p.add_argument("--max-length", type=int, default=256); p.add_argument("--out", default="bench/out")
 p.add_argument("--repeats", type=int, default=2)
+p.add_argument("--rows", default="", help="row names separated by ';': run only these (plus their plain baseline)")
 args = p.parse_args()
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
@@ -50,6 +52,10 @@ rows = [("plain Trainer + PEFT", plain_trainer), ("llmft", lambda: llmft()),
         ("llmft packing (128-token blocks)", lambda: packed(128)),
         ("plain Trainer + PEFT, bf16 autocast", lambda: plain_trainer(bf16=True)),
         ("llmft packing (128-token blocks), bf16 autocast", lambda: packed(128, precision="bf16"))]
+if args.rows:  # the chosen rows, and the plain row of each one's precision
+    chosen = [n for n, _ in rows if n in args.rows.split(";")]
+    needed = set(chosen) | {"plain Trainer + PEFT" + (", bf16 autocast" if "bf16" in n else "") for n in chosen}
+    rows = [(n, f) for n, f in rows if n in needed]
 runs = {name: [] for name, _ in rows}
 for rep in range(args.repeats):
     for name, fn in rows:
@@ -59,10 +65,12 @@ for name, r in results.items():  # against the plain trainer at the same precisi
     ref = results["plain Trainer + PEFT" + (", bf16 autocast" if "bf16" in name else "")]
     r["ratio_vs_plain"] = round(ref["seconds"] / r["seconds"], 2)
     r["median_ratio_vs_plain"] = round(ref["median_seconds"] / r["median_seconds"], 2)
+    paired = sorted(a / b for a, b in zip(ref["runs"], r["runs"]))  # each round against the plain run of the same round: drift cancels
+    r["paired_ratios"], r["median_paired_ratio"] = [round(x, 2) for x in paired], round(paired[len(paired) // 2] if len(paired) % 2 else sum(paired[len(paired) // 2 - 1:len(paired) // 2 + 1]) / 2, 2)
 report = dict(model=args.model, examples=args.examples, supervised_tokens=supervised, batch_size=args.batch_size, packed_batch_size=args.packed_batch_size,
               max_length=args.max_length, repeats=args.repeats, machine=dict(platform=platform.platform(), cpus=os.cpu_count(), torch_threads=torch.get_num_threads()), results=results)
 (out/"train_throughput.json").write_text(json.dumps(report, indent=2))
-table = "\n".join(f"| {k} | {' / '.join(map(str, v['runs']))} | {v['supervised_tokens_per_s']} | {v['ratio_vs_plain']}× | {v['median_ratio_vs_plain']}× |" for k, v in results.items())
-(out/"train_throughput.md").write_text("| trainer | seconds, each run | supervised tok/s (fastest run) | vs plain, same precision (fastest runs) | (medians) |\n"
-                                      f"|---|---|---|---|---|\n{table}\n")
+table = "\n".join(f"| {k} | {' / '.join(map(str, v['runs']))} | {v['supervised_tokens_per_s']} | {v['ratio_vs_plain']}× | {v['median_ratio_vs_plain']}× | {v['median_paired_ratio']}× |" for k, v in results.items())
+(out/"train_throughput.md").write_text("| trainer | seconds, each run | supervised tok/s (fastest run) | vs plain, same precision (fastest runs) | (medians) | (median of per-round ratios) |\n"
+                                      f"|---|---|---|---|---|---|\n{table}\n")
 print((out/"train_throughput.md").read_text())
