@@ -15,8 +15,8 @@ from .protocol import SamplingFields, APIError
 # %% auto #0
 __all__ = ['SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'SlotKVCache', 'step_mask',
            'next_tokens', 'visible_text', 'EngineBusy', 'load_serving_model', 'cache_argument',
-           'prepack_linear_weights', 'TransformersEngine', 'vllm_engine_args', 'lint_adapter', 'VLLMEngine',
-           'vllm_sampling_params', 'make_engine']
+           'prepack_linear_weights', 'spare_memory_bytes', 'TransformersEngine', 'vllm_engine_args', 'lint_adapter',
+           'VLLMEngine', 'vllm_sampling_params', 'make_engine']
 
 # %% ../../nbs/08_serve_engine.ipynb #1bdacf5d
 @dataclass
@@ -101,7 +101,7 @@ class EngineSettings(Config):
     max_waiting: int = 256                           # queued requests before 503
     max_prefill_tokens: int = 4096                   # prompt tokens per prefill pass
     trust_remote_code: bool = False
-    prepack: bool = True                             # CPU, bf16 weights: linear layers use oneDNN-packed copies (same results, faster decoding; linear weights held twice)
+    prepack: bool = True                             # CPU, bf16 weights: linear layers use oneDNN-packed copies (same results, faster decoding) if the copies fit in 1/4 of free memory
     # vLLM only
     gpu_memory_utilization: float = 0.9
     tensor_parallel_size: int = 1
@@ -261,16 +261,23 @@ def _prepacked_linear_class():
             self._packed, self._packed_version = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), self._rows), self.weight._version
     return PrepackedLinear
 
-def prepack_linear_weights(model, rows:int=16)->int:
-    "Give each bf16 CPU `nn.Linear` of `model` a oneDNN-packed copy of its weight, tuned for `rows` input rows; returns how many layers."
+def prepack_linear_weights(model, rows:int=16, max_extra_bytes:int|None=None)->int:
+    "Give each bf16 CPU `nn.Linear` of `model` a oneDNN-packed copy of its weight, tuned for `rows` input rows; returns how many layers (0 if the copies would exceed `max_extra_bytes`)."
     torch = require("torch")
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")): return 0
-    cls, n = _prepacked_linear_class(), 0
-    for m in model.modules():
-        if type(m) is torch.nn.Linear and m.weight.device.type == "cpu" and m.weight.dtype == torch.bfloat16:
-            m.__class__, m._rows = cls, rows
-            m._pack(); n += 1
-    return n
+    layers = [m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.device.type == "cpu" and m.weight.dtype == torch.bfloat16]
+    if max_extra_bytes is not None and sum(m.weight.nbytes for m in layers) > max_extra_bytes: return 0
+    cls = _prepacked_linear_class()
+    for m in layers:
+        m.__class__, m._rows = cls, rows
+        m._pack()
+    return len(layers)
+
+def spare_memory_bytes()->int|None:
+    "A quarter of the memory available now (None where psutil is missing): what packed weight copies may take."
+    try: import psutil
+    except ImportError: return None
+    return psutil.virtual_memory().available // 4
 
 # %% ../../nbs/08_serve_engine.ipynb #0373b3c8
 class TransformersEngine(Engine):
@@ -279,7 +286,7 @@ class TransformersEngine(Engine):
         torch = require("torch")
         self.s = settings
         self.model, self.tokenizer = (model, tokenizer) if model is not None else load_serving_model(settings)
-        self.prepacked = prepack_linear_weights(self.model, settings.max_batch) if model is None and settings.prepack else 0
+        self.prepacked = prepack_linear_weights(self.model, settings.max_batch, spare_memory_bytes()) if model is None and settings.prepack else 0
         self.model_name, self.adapters = settings.model, dict(settings.adapters)
         self.config = self.model.config
         self.max_model_len = min(settings.max_model_len or self.config.max_position_embeddings, self.config.max_position_embeddings)
