@@ -7,7 +7,7 @@ the plain trainer's bf16 row (same precision). This machine is noisy: every row 
 given from the fastest runs, the medians, and the median of per-round ratios (each run against the plain run of
 its own round). Writes bench/out/train_throughput.{json,md}.
 """
-import argparse, json, os, platform, time
+import argparse, json, os, platform, statistics, time
 from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, DataCollatorForSeq2Seq
@@ -66,7 +66,7 @@ for name, r in results.items():  # against the plain trainer at the same precisi
     r["ratio_vs_plain"] = round(ref["seconds"] / r["seconds"], 2)
     r["median_ratio_vs_plain"] = round(ref["median_seconds"] / r["median_seconds"], 2)
     paired = sorted(a / b for a, b in zip(ref["runs"], r["runs"]))  # each round against the plain run of the same round: drift cancels
-    r["paired_ratios"], r["median_paired_ratio"] = [round(x, 2) for x in paired], round(paired[len(paired) // 2] if len(paired) % 2 else sum(paired[len(paired) // 2 - 1:len(paired) // 2 + 1]) / 2, 2)
+    r["paired_ratios"], r["median_paired_ratio"] = [round(x, 2) for x in paired], round(statistics.median(paired), 2)
 report = dict(model=args.model, examples=args.examples, supervised_tokens=supervised, batch_size=args.batch_size, packed_batch_size=args.packed_batch_size,
               max_length=args.max_length, repeats=args.repeats, machine=dict(platform=platform.platform(), cpus=os.cpu_count(), torch_threads=torch.get_num_threads()), results=results)
 (out/"train_throughput.json").write_text(json.dumps(report, indent=2))

@@ -61,10 +61,10 @@ def trainable_report(model)->dict:
 @functools.cache
 def _lora_linear_class():
     from peft.tuners.lora.layer import Linear
+    torch = require("torch")
     class RankScaledLinear(Linear):
         "PEFT's LoRA `Linear`, scaling at rank r: `base(x) + B(A(dropout(x)) · scale)`, the sum accumulated by B's matmul."
         def forward(self, x, *args, **kwargs):
-            torch = require("torch")
             plain = not (self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None
                          or any(a in self.lora_variant for a in self.active_adapters))
             if not plain: return super().forward(x, *args, **kwargs)
