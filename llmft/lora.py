@@ -11,6 +11,7 @@ from pydantic import Field
 from .core import Config, require, fingerprint, perplexity, shifted_nll, IGNORE_INDEX
 from .data import load_examples, tokenize_examples, pack_features, collate, sample_dataset_dir, DataError, Features
 from .base import resolve_model
+from .memory import lean_activations
 
 # %% auto #0
 __all__ = ['LoraSettings', 'linear_layer_names', 'apply_lora', 'trainable_report', 'scale_at_rank', 'DataSettings',
@@ -58,34 +59,45 @@ def trainable_report(model)->dict:
     return dict(trainable=trainable, total=total, share=trainable / total)
 
 # %% ../nbs/03_lora.ipynb #473cabaf
+def _rank_scaled_forward(self, x, *args, **kwargs):
+    "`base(x) + B(A(dropout(x)) · scale)`, the adapter in x's dtype, the sum accumulated by B's matmul where it can be."
+    torch, F = require("torch"), require("torch.nn.functional")
+    plain = not (self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None or kwargs.get("alora_offsets") is not None
+                 or any(a in self.lora_variant for a in self.active_adapters))
+    if not plain: return super(type(self), self).forward(x, *args, **kwargs)
+    self._check_forward_args(x, *args, **kwargs)
+    kwargs.pop("alora_offsets", None)
+    result = self.base_layer(x, *args, **kwargs)
+    dtype, autocast = result.dtype, torch.is_autocast_enabled(result.device.type)
+    for name in self.active_adapters:
+        if name not in self.lora_A: continue
+        A, B, x_in = self.lora_A[name], self.lora_B[name], self.lora_dropout[name](x)
+        if autocast or x_in.dtype == A.weight.dtype: h = A(x_in) * self.scaling[name]
+        else: h = F.linear(x_in, A.weight.to(x_in.dtype), None if A.bias is None else A.bias.to(x_in.dtype)) * self.scaling[name]
+        if result.dim() == 3 and B.bias is None and not autocast and h.dtype == result.dtype:
+            update = (h, B.weight.to(h.dtype).t().expand(len(h), -1, -1))  # added by the matmul: no separate pass over the output
+            result = torch.baddbmm(result, *update) if result._is_view() else result.baddbmm_(*update)  # a 4-bit layer's output can be a view autograd forbids changing
+        elif autocast or h.dtype == B.weight.dtype: result = result + B(h)
+        else: result = result + F.linear(h, B.weight.to(h.dtype), None if B.bias is None else B.bias.to(h.dtype))
+    return result.to(dtype)
+
 @functools.cache
-def _lora_linear_class():
+def _lora_linear_classes()->dict:
+    "PEFT's LoRA linear classes (4-bit too when bitsandbytes is installed), each mapped to a subclass using `_rank_scaled_forward`."
     from peft.tuners.lora.layer import Linear
-    torch = require("torch")
-    class RankScaledLinear(Linear):
-        "PEFT's LoRA `Linear`, scaling at rank r: `base(x) + B(A(dropout(x)) · scale)`, the sum accumulated by B's matmul."
-        def forward(self, x, *args, **kwargs):
-            plain = not (self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None
-                         or any(a in self.lora_variant for a in self.active_adapters))
-            if not plain: return super().forward(x, *args, **kwargs)
-            self._check_forward_args(x, *args, **kwargs)
-            result = self.base_layer(x, *args, **kwargs)
-            dtype, autocast = result.dtype, torch.is_autocast_enabled(result.device.type)
-            for name in self.active_adapters:
-                if name not in self.lora_A: continue
-                A, B = self.lora_A[name], self.lora_B[name]
-                h = A(self.lora_dropout[name](self._cast_input_dtype(x, A.weight.dtype))) * self.scaling[name]
-                if result.dim() == 3 and B.bias is None and not autocast and h.dtype == result.dtype == B.weight.dtype:
-                    result = result.baddbmm_(h, B.weight.t().expand(len(h), -1, -1))  # no separate pass over the output to add the update
-                else: result = result + B(h)
-            return result.to(dtype)
-    return Linear, RankScaledLinear
+    classes = [Linear]
+    try:
+        import bitsandbytes  # noqa: F401
+        from peft.tuners.lora.bnb import Linear4bit
+        classes.append(Linear4bit)
+    except ImportError: pass
+    return {c: type(f"RankScaled{c.__name__}", (c,), dict(forward=_rank_scaled_forward, __doc__=f"PEFT's LoRA `{c.__name__}`, scaling at rank r.")) for c in classes}
 
 def scale_at_rank(model):
-    "Make PEFT's plain LoRA `Linear` layers of `model` scale their update at rank r (same outputs, less work); returns `model`."
-    Linear, RankScaled = _lora_linear_class()
+    "Make PEFT's plain and 4-bit LoRA linear layers of `model` use `_rank_scaled_forward` (same outputs, less work and memory); returns `model`."
+    classes = _lora_linear_classes()
     for m in model.modules():
-        if type(m) is Linear: m.__class__ = RankScaled
+        if type(m) in classes: m.__class__ = classes[type(m)]
     return model
 
 # %% ../nbs/03_lora.ipynb #7a9dfc95
@@ -108,7 +120,14 @@ class QuantSettings(Config):
     bits: Literal[4]|None = None
     quant_type: Literal["nf4", "fp4"] = "nf4"
     double_quant: bool = True
-    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 on a GPU that has it, else float32
+
+    def resolved(self)->QuantSettings:
+        "These settings with an `auto` compute dtype made concrete for this machine."
+        if self.compute_dtype != "auto": return self
+        torch = require("torch")
+        gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return self.model_copy(update=dict(compute_dtype="bfloat16" if gpu_bf16 else "float32"))
 
 class TrackingSettings(Config):
     "Where runs are recorded (see the tracking chapter)."
@@ -143,6 +162,8 @@ class TrainConfig(Config):
     save_total_limit: int|None = 2
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = False
+    lean_activations: bool = True       # keep fewer activations for the backward pass (memory chapter)
+    mlp_activations: Literal["recompute", "checkpoint"] = "recompute"  # with lean_activations: rebuild SwiGLU products, or the whole MLP
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPUs that support it, fp32 on CPU
     group_by_length: bool = False       # batch similar lengths together (less padding)
     resume: bool = False                # continue from the latest checkpoint in output_dir
@@ -323,6 +344,7 @@ def build_trainer(cfg:TrainConfig, callbacks:list=())->tuple:
     model, tok = load_base(cfg)
     model.config.use_cache = False  # nothing reads a KV cache in training, and with one transformers stops keeping packed examples apart
     model = apply_lora(model, cfg.lora)
+    if cfg.lean_activations: lean_activations(model, mlp=None if cfg.gradient_checkpointing else cfg.mlp_activations)
     if cfg.data.packing and model.config._attn_implementation == "sdpa": use_packed_attention(model)
     if cfg.gradient_checkpointing: model.enable_input_require_grads()
     data = prepare_data(cfg, tok)
@@ -336,7 +358,7 @@ def save_adapter(model, tokenizer, cfg:TrainConfig, out:str|Path, extra:dict|Non
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    meta = dict(base_model=cfg.model, base_path=resolve_model(cfg.model, 0), quantization=cfg.quantization.model_dump(),
+    meta = dict(base_model=cfg.model, base_path=resolve_model(cfg.model, 0), quantization=cfg.quantization.resolved().model_dump(),
                 template=cfg.data.template, max_length=cfg.data.max_length, lora=cfg.lora.model_dump(), **(extra or {}))
     (out/"llmft_adapter.json").write_text(json.dumps(meta, indent=2, default=str))
     return out

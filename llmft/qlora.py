@@ -18,6 +18,7 @@ def bnb_config(q:QuantSettings):
     "A transformers `BitsAndBytesConfig` for the settings."
     tf, torch = require("transformers"), require("torch")
     if q.bits != 4: raise ValueError(f"only 4-bit quantization is supported for training, got bits={q.bits}")
+    q = q.resolved()
     require("bitsandbytes")
     return tf.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.quant_type, bnb_4bit_use_double_quant=q.double_quant,
                                  bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype))
@@ -35,6 +36,7 @@ def load_4bit_base(path:str,             # local folder or hub id
                   ):
     "Load a causal LM with 4-bit linear layers, frozen, ready for adapters."
     tf, torch = require("transformers"), require("torch")
+    q = q.resolved()
     model = tf.AutoModelForCausalLM.from_pretrained(path, quantization_config=bnb_config(q), dtype=getattr(torch, q.compute_dtype),
                                                     device_map={"": 0} if torch.cuda.is_available() else None)
     for p in model.parameters(): p.requires_grad_(False)
@@ -72,7 +74,7 @@ def merge_4bit_adapter(adapter_dir:str|Path):
     adapter_dir = Path(adapter_dir)
     meta = json.loads((adapter_dir/"llmft_adapter.json").read_text())
     base_path = meta.get("base_path") if Path(meta.get("base_path", "")).exists() else resolve_model(meta["base_model"])
-    q = QuantSettings(**meta["quantization"])
+    q = QuantSettings(**meta["quantization"]).resolved()
     quantized = load_4bit_base(base_path, q)
     full = tf.AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, q.compute_dtype))
     modules = dict(full.named_modules())

@@ -1,0 +1,67 @@
+"""Decode-step cost of the transformers engine on a GPU (issue 6's GPU check), against plain `generate`.
+
+A 0.5 B Llama shape (hidden 896, 24 layers, 14 heads, 2 KV heads, MLP 4864, vocab 32000), random bf16 weights,
+256-token prompts, 128 greedy output tokens. Rows: plain `generate` (dynamic cache) at batch 1, and llmft's
+TransformersEngine (continuous batching over its slot KV cache) at 1 and 16 concurrent requests: milliseconds per
+decode step = (last token time − first token time) / 127 per request, median over requests. Target (issue 6):
+≤ 1.5 ms per token at batch 1. Writes OUT/gpu_decode.{json,md}.
+"""
+import argparse, asyncio, json, os, statistics, time
+from pathlib import Path
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, AutoTokenizer
+from llmft.serve.engine import TransformersEngine, EngineSettings, GenerationRequest, SamplingParams
+
+p = argparse.ArgumentParser()
+p.add_argument("--tokenizer", required=True, help="any tokenizer folder (ids past its vocabulary decode to nothing)")
+p.add_argument("--device", default="cuda"); p.add_argument("--layers", type=int, default=24)
+p.add_argument("--new", type=int, default=128); p.add_argument("--out", default=os.environ.get("OUT", "bench/out"))
+args = p.parse_args()
+out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+dev = torch.device(args.device); cuda = dev.type == "cuda"
+cfg = LlamaConfig(hidden_size=896, intermediate_size=4864, num_hidden_layers=args.layers, num_attention_heads=14, num_key_value_heads=2,
+                  vocab_size=32000, max_position_embeddings=4096, pad_token_id=0, eos_token_id=1)
+torch.manual_seed(0)
+model = LlamaForCausalLM(cfg).to(dev, torch.bfloat16).eval()
+tok = AutoTokenizer.from_pretrained(args.tokenizer)
+results = []
+def sync():
+    if cuda: torch.cuda.synchronize()
+def emit(**kw): print(json.dumps(kw), flush=True); results.append(kw)
+
+def plain_generate():
+    x = torch.randint(2, 32000, (1, 256), device=dev); am = torch.ones_like(x)
+    for i in range(3):
+        sync(); t = time.perf_counter()
+        model.generate(x, attention_mask=am, max_new_tokens=args.new, min_new_tokens=args.new, do_sample=False)
+        sync(); dt = time.perf_counter() - t
+    emit(row="generate_dynamic_b1", ms_per_step=round(1000 * dt / args.new, 2))
+
+async def engine_rows():
+    eng = TransformersEngine(EngineSettings(max_batch=16, max_model_len=1024), model=model, tokenizer=tok)
+    await eng.start()
+    async def one(i):
+        ids = torch.randint(2, 32000, (256,)).tolist()
+        req = GenerationRequest(f"r{i}", ids, SamplingParams(max_tokens=args.new, temperature=0.0, ignore_eos=True))
+        stamps = []
+        async for o in eng.generate(req): stamps.append(time.perf_counter())
+        return stamps
+    await one(-1)  # warm-up
+    for conc in (1, 16):
+        t = time.perf_counter()
+        runs = await asyncio.gather(*[one(i) for i in range(conc)])
+        wall = time.perf_counter() - t
+        steps = [1000 * (s[-1] - s[0]) / (len(s) - 1) for s in runs]
+        emit(row=f"llmft_engine_c{conc}", ms_per_step=round(statistics.median(steps), 2), ttft_ms=round(1000 * (min(s[0] for s in runs) - t), 1),
+             out_tok_per_s=round(conc * args.new / wall, 1), decode_passes=eng.stats["decode_passes"])
+    await eng.shutdown(1.0)
+
+for fn in (plain_generate, lambda: asyncio.run(engine_rows())):
+    try: fn()
+    except Exception as e: emit(row=getattr(fn, "__name__", "engine"), error=repr(e)[:400])
+meta = dict(device=torch.cuda.get_device_name() if cuda else "cpu", torch=torch.__version__, layers=args.layers, new_tokens=args.new,
+            date=time.strftime("%Y-%m-%d %H:%M"), target="<= 1.5 ms per token at batch 1")
+(out/"gpu_decode.json").write_text(json.dumps(dict(meta=meta, results=results), indent=1))
+lines = [f"{meta['device']}, 0.5B shape ({args.layers} layers), 256-token prompts, {args.new} new tokens", "", "| row | ms per decode step | out tok/s |", "|---|---|---|"]
+lines += [f"| {r['row']} | {r.get('ms_per_step', r.get('error', '')[:80])} | {r.get('out_tok_per_s', '')} |" for r in results]
+(out/"gpu_decode.md").write_text("\n".join(lines) + "\n"); print("\n".join(lines))
