@@ -2,8 +2,9 @@
 
 A 0.5 B Llama shape (hidden 896, 24 layers, 14 heads, 2 KV heads, MLP 4864, vocab 32000), random bf16 weights,
 256-token prompts, 128 greedy output tokens. Rows: plain `generate` (dynamic cache) at batch 1, and llmft's
-TransformersEngine (continuous batching over its slot KV cache) at 1 and 16 concurrent requests: milliseconds per
-decode step = (last token time − first token time) / 127 per request, median over requests. Target (issue 6):
+TransformersEngine (continuous batching over its slot KV cache), eager and with CUDA graphs (`cuda_graphs`), at 1 and
+16 concurrent requests: milliseconds per decode step = (last token time − first token time) / 127 per request, median
+over requests. The graph rows also report how many leading tokens of one fixed greedy request match the eager engine's. Target (issue 6):
 ≤ 1.5 ms per token at batch 1. Writes OUT/gpu_decode.{json,md}.
 """
 import argparse, asyncio, json, os, statistics, time
@@ -37,31 +38,39 @@ def plain_generate():
         sync(); dt = time.perf_counter() - t
     emit(row="generate_dynamic_b1", ms_per_step=round(1000 * dt / args.new, 2))
 
-async def engine_rows():
-    eng = TransformersEngine(EngineSettings(max_batch=16, max_model_len=1024), model=model, tokenizer=tok)
+fixed_prompt = torch.randint(2, 32000, (256,), generator=torch.Generator().manual_seed(5)).tolist()
+fixed_tokens = {}
+
+async def engine_rows(graphs:bool):
+    eng = TransformersEngine(EngineSettings(max_batch=16, max_model_len=1024, cuda_graphs=graphs), model=model, tokenizer=tok)
     await eng.start()
-    async def one(i):
-        ids = torch.randint(2, 32000, (256,)).tolist()
+    async def one(i, ids=None):
+        ids = ids or torch.randint(2, 32000, (256,)).tolist()
         req = GenerationRequest(f"r{i}", ids, SamplingParams(max_tokens=args.new, temperature=0.0, ignore_eos=True))
-        stamps = []
-        async for o in eng.generate(req): stamps.append(time.perf_counter())
+        stamps, toks = [], []
+        async for o in eng.generate(req): stamps.append(time.perf_counter()); toks += o.token_ids
+        if i == -1: fixed_tokens[graphs] = toks
         return stamps
-    await one(-1)  # warm-up
+    await one(-1, fixed_prompt)  # warm-up (and, with graphs, waits for the capture)
+    tag = "graphs" if graphs else "eager"
+    if graphs:
+        same = next((i for i, (a, b) in enumerate(zip(fixed_tokens[True], fixed_tokens.get(False, []))) if a != b), len(fixed_tokens[True]))
+        emit(row="llmft_engine_graphs_status", cuda_graphs=eng.health()["cuda_graphs"], tokens_matching_eager=same, of=len(fixed_tokens[True]))
     for conc in (1, 16):
         t = time.perf_counter()
         runs = await asyncio.gather(*[one(i) for i in range(conc)])
         wall = time.perf_counter() - t
         steps = [1000 * (s[-1] - s[0]) / (len(s) - 1) for s in runs]
-        emit(row=f"llmft_engine_c{conc}", ms_per_step=round(statistics.median(steps), 2), ttft_ms=round(1000 * (min(s[0] for s in runs) - t), 1),
-             out_tok_per_s=round(conc * args.new / wall, 1), decode_passes=eng.stats["decode_passes"])
+        emit(row=f"llmft_engine_{tag}_c{conc}", ms_per_step=round(statistics.median(steps), 2), ttft_ms=round(1000 * (min(s[0] for s in runs) - t), 1),
+             out_tok_per_s=round(conc * args.new / wall, 1), decode_passes=eng.stats["decode_passes"], static_passes=eng.stats["static_decode_passes"])
     await eng.shutdown(1.0)
 
-for fn in (plain_generate, lambda: asyncio.run(engine_rows())):
+for name, fn in (("generate", plain_generate), ("engine_eager", lambda: asyncio.run(engine_rows(False))), ("engine_graphs", lambda: asyncio.run(engine_rows(True)))):
     try: fn()
-    except Exception as e: emit(row=getattr(fn, "__name__", "engine"), error=repr(e)[:400])
+    except Exception as e: emit(row=name, error=repr(e)[:400])
 meta = dict(device=torch.cuda.get_device_name() if cuda else "cpu", torch=torch.__version__, layers=args.layers, new_tokens=args.new,
             date=time.strftime("%Y-%m-%d %H:%M"), target="<= 1.5 ms per token at batch 1")
 (out/"gpu_decode.json").write_text(json.dumps(dict(meta=meta, results=results), indent=1))
 lines = [f"{meta['device']}, 0.5B shape ({args.layers} layers), 256-token prompts, {args.new} new tokens", "", "| row | ms per decode step | out tok/s |", "|---|---|---|"]
-lines += [f"| {r['row']} | {r.get('ms_per_step', r.get('error', '')[:80])} | {r.get('out_tok_per_s', '')} |" for r in results]
+lines += [f"| {r['row']} | {r.get('ms_per_step', r.get('error', r.get('cuda_graphs', ''))[:80])} | {r.get('out_tok_per_s', '')} |" for r in results]
 (out/"gpu_decode.md").write_text("\n".join(lines) + "\n"); print("\n".join(lines))

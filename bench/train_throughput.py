@@ -46,9 +46,10 @@ def llmft(**update) -> float:
     return train(cfg)["train_seconds"]
 
 packed = lambda n, **kw: llmft(data=data.model_copy(update=dict(packing=True, max_length=n)), batch_size=args.packed_batch_size * 256 // n, **kw)
-rows = [("plain Trainer + PEFT", plain_trainer), ("llmft", lambda: llmft()),
+rows = [("plain Trainer + PEFT", plain_trainer), ("llmft", lambda: llmft()), ("llmft, lean_activations off", lambda: llmft(lean_activations=False)),
         ("llmft group_by_length", lambda: llmft(group_by_length=True)),
         ("llmft packing (256-token blocks)", lambda: packed(256)),
+        ("llmft packing (256-token blocks), lean_activations off", lambda: packed(256, lean_activations=False)),
         ("llmft packing (128-token blocks)", lambda: packed(128)),
         ("plain Trainer + PEFT, bf16 autocast", lambda: plain_trainer(bf16=True)),
         ("llmft packing (128-token blocks), bf16 autocast", lambda: packed(128, precision="bf16"))]

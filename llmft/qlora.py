@@ -55,7 +55,7 @@ def quantization_report(model, reference_path:str|None=None)->dict:
                     linear_full=len(linear_layer_names(full)) and sum(1 for n, m in full.named_modules() if type(m).__name__ == "Linear") - 1)
     return out
 
-# %% ../nbs/04_qlora.ipynb #db1d863a
+# %% ../nbs/04_qlora.ipynb #14e1e3a9
 def gradient_watch():
     "A TrainerCallback recording, before each optimizer step, how many trainable parameters lack a gradient."
     tf = require("transformers")
@@ -67,7 +67,7 @@ def gradient_watch():
             self.snapshots.append((state.global_step, {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}))
     return GradientWatch()
 
-# %% ../nbs/04_qlora.ipynb #9056602e
+# %% ../nbs/04_qlora.ipynb #4b6055bb
 def merge_4bit_adapter(adapter_dir:str|Path):
     "Merge a QLoRA adapter into the dequantized base: a full-precision model that matches the trained 4-bit one."
     tf, torch, bnb, peft = require("transformers"), require("torch"), require("bitsandbytes"), require("peft")
@@ -85,7 +85,7 @@ def merge_4bit_adapter(adapter_dir:str|Path):
     merged = peft.PeftModel.from_pretrained(full, str(adapter_dir)).merge_and_unload()
     return merged.eval(), tf.AutoTokenizer.from_pretrained(adapter_dir)
 
-# %% ../nbs/04_qlora.ipynb #200feec4
+# %% ../nbs/04_qlora.ipynb #ce651ff7
 def merge_report(adapter_dir:str|Path, dataset, collator)->dict:
     "Held-out perplexity of the trained 4-bit model, its dequantized merge, and a naive merge onto the original weights."
     tf, peft = require("transformers"), require("peft")

