@@ -7,10 +7,11 @@ TransformersEngine (continuous batching over its slot KV cache), eager and with 
 over requests. The graph rows also report how many leading tokens of one fixed greedy request match the eager engine's. Target (issue 6):
 ≤ 1.5 ms per token at batch 1. Writes OUT/gpu_decode.{json,md}.
 """
-import argparse, asyncio, json, os, statistics, time
+import argparse, asyncio, collections, json, os, statistics, time
 from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, AutoTokenizer
+import llmft.serve.engine as engine_module
 from llmft.serve.engine import TransformersEngine, EngineSettings, GenerationRequest, SamplingParams
 
 p = argparse.ArgumentParser()
@@ -38,34 +39,59 @@ def plain_generate():
         sync(); dt = time.perf_counter() - t
     emit(row="generate_dynamic_b1", ms_per_step=round(1000 * dt / args.new, 2))
 
+plain_next_tokens = engine_module.next_tokens
 fixed_prompt = torch.randint(2, 32000, (256,), generator=torch.Generator().manual_seed(5)).tolist()
 fixed_tokens = {}
 
-async def engine_rows(graphs:bool):
-    eng = TransformersEngine(EngineSettings(max_batch=16, max_model_len=1024, cuda_graphs=graphs), model=model, tokenizer=tok)
+async def engine_rows(graphs:bool, compiled:bool=False):
+    eng = TransformersEngine(EngineSettings(max_batch=16, max_model_len=1024, cuda_graphs=graphs, compile_decode=compiled), model=model, tokenizer=tok)
+    if graphs and not cuda: eng.static = engine_module.StaticDecode(eng, graphs=False, compile=compiled)  # the same fixed-shape step, eager (to check the script)
     await eng.start()
     async def one(i, ids=None):
         ids = ids or torch.randint(2, 32000, (256,)).tolist()
         req = GenerationRequest(f"r{i}", ids, SamplingParams(max_tokens=args.new, temperature=0.0, ignore_eos=True))
         stamps, toks = [], []
         async for o in eng.generate(req): stamps.append(time.perf_counter()); toks += o.token_ids
-        if i == -1: fixed_tokens[graphs] = toks
+        if i == -1: fixed_tokens[tag] = toks
         return stamps
+    tag = ("graphs_compiled" if compiled else "graphs") if graphs else "eager"
+    t0 = time.perf_counter()
     await one(-1, fixed_prompt)  # warm-up (and, with graphs, waits for the capture)
-    tag = "graphs" if graphs else "eager"
+    warmup_s = time.perf_counter() - t0
+    spent = collections.Counter()
+    def timed(name, fn):
+        def wrapper(*a, **kw):
+            t = time.perf_counter(); r = fn(*a, **kw); spent[name] += time.perf_counter() - t; return r
+        return wrapper
+    eng._decode, eng._advance = timed("decode_step", eng._decode), timed("advance", eng._advance)  # whole step; its token handling
+    engine_module.next_tokens = timed("next_tokens", plain_next_tokens)                          # argmax, waits for the GPU
+    if graphs: eng.static.run = timed("forward_launch", eng.static.run)
     if graphs:
-        same = next((i for i, (a, b) in enumerate(zip(fixed_tokens[True], fixed_tokens.get(False, []))) if a != b), len(fixed_tokens[True]))
-        emit(row="llmft_engine_graphs_status", cuda_graphs=eng.health()["cuda_graphs"], tokens_matching_eager=same, of=len(fixed_tokens[True]))
+        same = next((i for i, (a, b) in enumerate(zip(fixed_tokens[tag], fixed_tokens.get("eager", []))) if a != b), len(fixed_tokens[tag]))
+        emit(row=f"llmft_engine_{tag}_status", cuda_graphs=eng.health()["cuda_graphs"], tokens_matching_eager=same, of=len(fixed_tokens[tag]), first_request_s=round(warmup_s, 1))
     for conc in (1, 16):
-        t = time.perf_counter()
+        passes_before, t = eng.stats["decode_passes"], time.perf_counter()
         runs = await asyncio.gather(*[one(i) for i in range(conc)])
         wall = time.perf_counter() - t
         steps = [1000 * (s[-1] - s[0]) / (len(s) - 1) for s in runs]
+        passes = eng.stats["decode_passes"] - passes_before
+        breakdown = {k: round(1000 * v / max(passes, 1), 3) for k, v in spent.items()}; spent.clear()
         emit(row=f"llmft_engine_{tag}_c{conc}", ms_per_step=round(statistics.median(steps), 2), ttft_ms=round(1000 * (min(s[0] for s in runs) - t), 1),
-             out_tok_per_s=round(conc * args.new / wall, 1), decode_passes=eng.stats["decode_passes"], static_passes=eng.stats["static_decode_passes"])
+             out_tok_per_s=round(conc * args.new / wall, 1), decode_passes=eng.stats["decode_passes"], static_passes=eng.stats["static_decode_passes"],
+             ms_per_pass=breakdown)
+    if graphs and eng.static is not None:  # the graph alone: replay and wait, no scheduling
+        for b in (1, 16):
+            ids, pos = torch.zeros(b, 1, dtype=torch.long, device=dev), torch.full((b, 1), 300, device=dev)
+            with torch.inference_mode():
+                for _ in range(5): eng.static.run(ids, pos)
+                sync(); t = time.perf_counter()
+                for _ in range(100): eng.static.run(ids, pos)
+                sync()
+            emit(row=f"{tag}_replay_only_b{b}", ms_per_step=round(10 * (time.perf_counter() - t), 3))
     await eng.shutdown(1.0)
 
-for name, fn in (("generate", plain_generate), ("engine_eager", lambda: asyncio.run(engine_rows(False))), ("engine_graphs", lambda: asyncio.run(engine_rows(True)))):
+for name, fn in (("generate", plain_generate), ("engine_eager", lambda: asyncio.run(engine_rows(False))), ("engine_graphs", lambda: asyncio.run(engine_rows(True))),
+                 ("engine_graphs_compiled", lambda: asyncio.run(engine_rows(True, compiled=True)))):
     try: fn()
     except Exception as e: emit(row=name, error=repr(e)[:400])
 meta = dict(device=torch.cuda.get_device_name() if cuda else "cpu", torch=torch.__version__, layers=args.layers, new_tokens=args.new,
