@@ -449,7 +449,7 @@ class StaticDecode:
         torch = require("torch")
         top = engine.s.max_batch
         self.e, self.use_graphs, self.compiled = engine, graphs, compile
-        self.forward = torch.compile(self.eager_forward) if compile else self.eager_forward  # batch buckets: one static, then one dynamic compile
+        self.forward = self._compiled(torch.compile(self.eager_forward)) if compile else self.eager_forward
         self.buckets = sorted({min(2 ** i, top) for i in range(top.bit_length() + 1)})
         self.ids = torch.zeros(top, 1, dtype=torch.long, device=engine.device)
         self.pos = torch.zeros_like(self.ids)
@@ -461,6 +461,13 @@ class StaticDecode:
         e.cache.prepare(0, pos, e.cache.max_len)
         kw = {"input_ids": ids, "position_ids": pos, "attention_mask": step_mask(pos, e.cache.max_len, e.dtype), e._cache_arg: e.cache, "use_cache": True}
         return e.model(**kw).logits[:, -1]
+
+    def _compiled(self, fn):
+        "`fn` run with the layer index as a dynamic int (one compiled attention for all layers, not one per layer) and room for a recompile per bucket."
+        import torch._dynamo
+        def run(*args):
+            with torch._dynamo.config.patch(allow_unspec_int_on_nn_module=True, recompile_limit=64): return fn(*args)
+        return run
 
     def step(self, b:int):
         "One decode forward of the first `b` rows of the static inputs."
