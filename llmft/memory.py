@@ -164,7 +164,7 @@ def _same_output(module, lean, probe)->bool:
 def _same_loss(model)->bool:
     "Does `chunked_loss_forward` give `model`'s own loss on a few random tokens?"
     torch = require("torch")
-    ids = torch.randint(0, model.config.vocab_size, (1, 8), device=model.lm_head.weight.device)
+    ids = torch.randint(0, model.lm_head.out_features, (1, 8), device=model.lm_head.weight.device)
     was = model.training; model.eval()
     try:
         with torch.enable_grad():
