@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_lora.ipynb #c5f00f42
 from __future__ import annotations
-import functools, inspect, json, math, os, time, shutil
+import functools, inspect, json, math, os, sys, time, shutil
 from pathlib import Path
 from typing import Literal
 from pydantic import Field
@@ -82,22 +82,25 @@ def _rank_scaled_forward(self, x, *args, **kwargs):
     return result.to(dtype)
 
 @functools.cache
-def _lora_linear_classes()->dict:
-    "PEFT's LoRA linear classes (4-bit too when bitsandbytes is installed), each mapped to a subclass using `_rank_scaled_forward`."
+def _rank_scaled_class(cls):
+    "A subclass of PEFT's LoRA layer class `cls` whose forward is `_rank_scaled_forward`."
+    return type(f"RankScaled{cls.__name__}", (cls,), dict(forward=_rank_scaled_forward, __doc__=f"PEFT's LoRA `{cls.__name__}`, scaling at rank r."))
+
+def _lora_linear_classes()->list:
+    "PEFT's LoRA linear classes `_rank_scaled_forward` serves: plain, and 4-bit once bitsandbytes is in use (a model without it has no 4-bit layers)."
     from peft.tuners.lora.layer import Linear
     classes = [Linear]
-    try:
-        import bitsandbytes  # noqa: F401
-        from peft.tuners.lora.bnb import Linear4bit
-        classes.append(Linear4bit)
-    except ImportError: pass
-    return {c: type(f"RankScaled{c.__name__}", (c,), dict(forward=_rank_scaled_forward, __doc__=f"PEFT's LoRA `{c.__name__}`, scaling at rank r.")) for c in classes}
+    if "bitsandbytes" in sys.modules:
+        try: from peft.tuners.lora.bnb import Linear4bit
+        except ImportError: pass
+        else: classes.append(Linear4bit)
+    return classes
 
 def scale_at_rank(model):
     "Make PEFT's plain and 4-bit LoRA linear layers of `model` use `_rank_scaled_forward` (same outputs, less work and memory); returns `model`."
     classes = _lora_linear_classes()
     for m in model.modules():
-        if type(m) in classes: m.__class__ = classes[type(m)]
+        if type(m) in classes: m.__class__ = _rank_scaled_class(type(m))
     return model
 
 # %% ../nbs/03_lora.ipynb #7a9dfc95
