@@ -59,32 +59,35 @@ def trainable_report(model)->dict:
     return dict(trainable=trainable, total=total, share=trainable / total)
 
 # %% ../nbs/03_lora.ipynb #473cabaf
-def _rank_scaled_forward(self, x, *args, **kwargs):
-    "`base(x) + B(A(dropout(x)) · scale)`, the adapter in x's dtype, the sum accumulated by B's matmul where it can be."
-    torch, F = require("torch"), require("torch.nn.functional")
-    plain = not (self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None or kwargs.get("alora_offsets") is not None
-                 or any(a in self.lora_variant for a in self.active_adapters))
-    if not plain: return super(type(self), self).forward(x, *args, **kwargs)
-    self._check_forward_args(x, *args, **kwargs)
-    kwargs.pop("alora_offsets", None)
-    result = self.base_layer(x, *args, **kwargs)
-    dtype, autocast = result.dtype, torch.is_autocast_enabled(result.device.type)
-    for name in self.active_adapters:
-        if name not in self.lora_A: continue
-        A, B, x_in = self.lora_A[name], self.lora_B[name], self.lora_dropout[name](x)
-        if autocast or x_in.dtype == A.weight.dtype: h = A(x_in) * self.scaling[name]
-        else: h = F.linear(x_in, A.weight.to(x_in.dtype), None if A.bias is None else A.bias.to(x_in.dtype)) * self.scaling[name]
-        if result.dim() == 3 and B.bias is None and not autocast and h.dtype == result.dtype:
-            update = (h, B.weight.to(h.dtype).t().expand(len(h), -1, -1))  # added by the matmul: no separate pass over the output
-            result = torch.baddbmm(result, *update) if result._is_view() else result.baddbmm_(*update)  # a 4-bit layer's output can be a view autograd forbids changing
-        elif autocast or h.dtype == B.weight.dtype: result = result + B(h)
-        else: result = result + F.linear(h, B.weight.to(h.dtype), None if B.bias is None else B.bias.to(h.dtype))
-    return result.to(dtype)
+@functools.cache
+def _rank_scaled_forward():
+    "The forward of llmft's LoRA layers, torch imported once: `base(x) + B(A(dropout(x)) · scale)`, the adapter in x's dtype, the sum accumulated by B's matmul where it can be."
+    torch = require("torch")
+    F = torch.nn.functional
+    def forward(self, x, *args, **kwargs):
+        plain = not (self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None or kwargs.get("alora_offsets") is not None
+                     or any(a in self.lora_variant for a in self.active_adapters))
+        if not plain: return super(type(self), self).forward(x, *args, **kwargs)
+        self._check_forward_args(x, *args, **kwargs)
+        kwargs.pop("alora_offsets", None)
+        result = self.base_layer(x, *args, **kwargs)
+        dtype, autocast = result.dtype, torch.is_autocast_enabled(result.device.type)
+        for name in self.active_adapters:
+            if name not in self.lora_A: continue
+            A, B, x_in = self.lora_A[name], self.lora_B[name], self.lora_dropout[name](x)
+            dt = x_in.dtype  # weights cast to the input's dtype (what autocast does), not the input copied to theirs
+            h = F.linear(x_in, A.weight.to(dt), None if A.bias is None else A.bias.to(dt)) * self.scaling[name]
+            if result.dim() == 3 and B.bias is None and not autocast and h.dtype == result.dtype:
+                update = (h, B.weight.to(h.dtype).t().expand(len(h), -1, -1))  # added by the matmul: no separate pass over the output
+                result = torch.baddbmm(result, *update) if result._is_view() else result.baddbmm_(*update)  # a 4-bit layer's output can be a view autograd forbids changing
+            else: result = result + F.linear(h, B.weight.to(h.dtype), None if B.bias is None else B.bias.to(h.dtype))
+        return result.to(dtype)
+    return forward
 
 @functools.cache
 def _rank_scaled_class(cls):
     "A subclass of PEFT's LoRA layer class `cls` whose forward is `_rank_scaled_forward`."
-    return type(f"RankScaled{cls.__name__}", (cls,), dict(forward=_rank_scaled_forward, __doc__=f"PEFT's LoRA `{cls.__name__}`, scaling at rank r."))
+    return type(f"RankScaled{cls.__name__}", (cls,), dict(forward=_rank_scaled_forward(), __doc__=f"PEFT's LoRA `{cls.__name__}`, scaling at rank r."))
 
 def _lora_linear_classes()->list:
     "PEFT's LoRA linear classes `_rank_scaled_forward` serves: plain, and 4-bit once bitsandbytes is in use (a model without it has no 4-bit layers)."
