@@ -360,7 +360,7 @@ class TransformersEngine(Engine):
         compiled, self.compile_note = self._wants_compile()
         self.fused = fuse_projections(self.model) if model is None and settings.fuse_projections and not settings.adapters and not compiled else 0
         self.prepacked = prepack_linear_weights(self.model, settings.max_batch, spare_memory_bytes()) if model is None and settings.prepack and not compiled else 0
-        slots = settings.max_batch + (1 if compiled else 0)  # the compiled forward pads a batch of one with a spare slot
+        slots = settings.max_batch + (1 if compiled else 0)  # the compiled forward pads a batch of one with the next slot
         self.cache, self._cache_arg = SlotKVCache(self.config, slots, self.max_model_len, self.dtype, self.device), cache_argument(self.model)
         self.slot_forward = SlotForward(self.model, self.cache, compile=True) if compiled else None
         self.eos_id = self.tokenizer.eos_token_id
@@ -437,7 +437,7 @@ def _forward(self:TransformersEngine, ids, positions, kv_len:int, start:int, seq
     B, q = ids.shape
     last = lengths - 1 if lengths is not None else torch.full((B,), q - 1, device=ids.device)
     self.stats["forward_passes"] += 1
-    if self.slot_forward is not None: return self.slot_forward(ids, positions, torch.arange(start, start + B, device=ids.device), kv_len, last, lengths)
+    if self.slot_forward is not None: return self.slot_forward(ids, positions, start, kv_len, last, lengths)
     mask = step_mask(positions, kv_len, self.dtype)
     if lengths is not None: mask = mask.masked_fill(torch.arange(kv_len, device=ids.device)[None, None, None, :] >= lengths[:, None, None, None], torch.finfo(self.dtype).min)
     self.cache.prepare(start, positions, kv_len)
@@ -625,7 +625,7 @@ def _slot_llama_class():
             self.gate_up = torch.nn.ParameterList([_stack(l.mlp, ("gate_proj", "up_proj")) for l in self.layers])
 
         def forward(self, ids, positions, rows, mask, last):
-            "Logits (B, vocab) at column `last[b]` of each row; row b's keys and values go to cache slot `rows[b]`; `mask` (B, 1, q, L) is additive."
+            "Logits (B, vocab) at column `last[b]` of each row; row b's keys and values go to cache slot `rows[b]` (with one token per row, `rows` must be 0 … B−1); `mask` (B, 1, q, L) is additive."
             B, q = ids.shape
             nh, nkv, hd = self.heads, self.kv_heads, self.head_dim
             x = self.embed(ids)
@@ -639,8 +639,8 @@ def _slot_llama_class():
                 qk = qk * cos + torch.cat((-qk[..., hd // 2:], qk[..., :hd // 2]), -1) * sin
                 self.k_cache[i][rows[:, None], :, positions] = qk[:, :, nh:]
                 self.v_cache[i][rows[:, None], :, positions] = qkv[:, :, nh + nkv:]
-                o = F.scaled_dot_product_attention(qk[:, :, :nh].transpose(1, 2), self.k_cache[i][rows, :, :L], self.v_cache[i][rows, :, :L],
-                                                   attn_mask=mask, scale=layer.self_attn.scaling, enable_gqa=True)
+                keys, values = (self.k_cache[i][:B, :, :L], self.v_cache[i][:B, :, :L]) if q == 1 else (self.k_cache[i][rows, :, :L], self.v_cache[i][rows, :, :L])
+                o = F.scaled_dot_product_attention(qk[:, :, :nh].transpose(1, 2), keys, values, attn_mask=mask, scale=layer.self_attn.scaling, enable_gqa=True)
                 x = x + layer.self_attn.o_proj(o.transpose(1, 2).reshape(B, q, nh * hd))
                 gate, up = F.linear(rms(x, layer.post_attention_layernorm), self.gate_up[i]).chunk(2, -1)
                 x = x + layer.mlp.down_proj(F.silu(gate) * up)
@@ -655,15 +655,18 @@ class SlotForward:
         self.module = _slot_llama_class()(model, cache).eval()
         self.run = torch.compile(self.module, dynamic=True) if compile else self.module
 
-    def __call__(self, ids, positions, rows, kv_len:int, last, lengths=None):
-        "Logits (B, vocab) at column `last[b]` of each row, whose keys and values go to slots `rows`, attending to `kv_len` cache places (and below `lengths`)."
+    def __call__(self, ids, positions, start:int, kv_len:int, last, lengths=None):
+        "Logits (B, vocab) at column `last[b]` of each row, whose keys and values go to slots `start` …, attending to `kv_len` cache places (and below `lengths`, given for prompts)."
         torch = require("torch")
         n = len(ids)
-        if self.compiled and n == 1:  # pad to two rows: the second writes into the spare last slot
+        if lengths is None and start != 0: raise ValueError("a decode pass (one token per row, no lengths) reads slots 0 … B−1, so it must start at slot 0")
+        if lengths is not None and ids.shape[1] == 1:  # prompts of one token: a second, masked column, so that they take the prefill graph
+            ids, positions = torch.cat([ids, ids], 1), torch.cat([positions, positions + 1], 1)
+        if self.compiled and n == 1:  # a second row, in the next slot (free: slots 0 … start are the running ones and this one, and there is one spare)
             ids, positions, last, lengths = (None if t is None else torch.cat([t, t]) for t in (ids, positions, last, lengths))
-            rows = torch.cat([rows, torch.full_like(rows, self.cache.slots - 1)])
+        rows = torch.arange(start, start + len(ids), device=ids.device)
         ids, positions = ids.contiguous(), positions.contiguous()  # strides are guarded too: an expanded `positions` would compile a graph of its own
-        L = max(kv_len, 2) if self.compiled else kv_len
+        L = max(kv_len, positions.shape[1], 2 if self.compiled else 1)
         mask = step_mask(positions, L, self.dtype)
         if lengths is not None: mask = mask.masked_fill(torch.arange(L, device=ids.device)[None, None, None, :] >= lengths[:, None, None, None], torch.finfo(self.dtype).min)
         import torch._inductor.config
@@ -685,14 +688,13 @@ def _wants_compile(self:TransformersEngine)->tuple[bool, str]:
 
 @patch
 def _warm_compiled(self:TransformersEngine):
-    "Compile the prefill and decode graphs before any request (the spare slot takes the warm-up's writes); on failure warn and use transformers' forward."
+    "Compile the prefill and decode graphs before any request (so the warm-up writes into empty slots); on failure warn and use transformers' forward."
     torch, t = require("torch"), time.time()
     try:
         with torch.inference_mode():  # tensors made outside inference mode would compile other guards than the engine's
-            spare = torch.full((2,), self.cache.slots - 1, device=self.device)
-            for q, at in ((3, 0), (1, 3)):  # a prefill pass, then a decode pass
-                pos = torch.arange(at, at + q, device=self.device).expand(2, q)
-                self.slot_forward(torch.zeros(2, q, dtype=torch.long, device=self.device), pos, spare, at + q, torch.full((2,), q - 1, device=self.device))
+            ids, pos, last = torch.zeros(2, 3, dtype=torch.long, device=self.device), torch.arange(3, device=self.device).expand(2, 3), torch.full((2,), 2, device=self.device)
+            self.slot_forward(ids, pos, 0, 3, last, lengths=last + 1)     # a prefill pass into empty slots
+            self.slot_forward(ids[:, :1], pos[:, :1] + 3, 0, 4, last * 0)  # and a decode pass
         self.compile_note = f"on: compiled in {time.time() - t:.0f}s"
     except Exception as e:
         self.slot_forward, self.compile_note = None, f"off: compiling failed ({type(e).__name__}: {e})"[:300]
