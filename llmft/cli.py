@@ -113,6 +113,8 @@ def _serve_flags(p):
 
 def _serve(args)->int:
     import os
+    # OpenMP threads that spin between operations take the cores the HTTP thread needs; sleeping at once served 1.11× the tokens/s (bench/RESULTS.md)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads, which is below
     from llmft.serve.app import ServerSettings, serve
     overrides = [f"{k[4:]}={v}" for k, v in vars(args).items() if k.startswith("opt:") and v is not None]
     for a in args.adapter:

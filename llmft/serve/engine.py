@@ -681,7 +681,10 @@ def _wants_compile(self:TransformersEngine)->tuple[bool, str]:
     torch = require("torch")
     if self.s.cpu_compile == "off": return False, "off"
     problem = "not on a CPU" if self.device.type != "cpu" else "serving adapters" if self.s.adapters else slot_forward_problem(self.model)
-    if problem is None and self.s.cpu_compile == "auto" and self.dtype not in (torch.bfloat16, torch.float16): problem = f"{self.dtype} weights (auto compiles bf16 and fp16 ones)"
+    if problem is None and self.s.cpu_compile == "auto":
+        spare, weights = spare_memory_bytes(), sum(p.nbytes for p in self.model.parameters())
+        if self.dtype not in (torch.bfloat16, torch.float16): problem = f"{self.dtype} weights (auto compiles bf16 and fp16 ones)"
+        elif spare is not None and weights > spare: problem = f"the packed copy of {weights / 2**30:.1f} GiB of weights would take over 1/4 of free memory"
     if problem is None: return True, "compiling"
     if self.s.cpu_compile == "on": raise ValueError(f"cpu_compile=on, but llmft can't compile this model: {problem}")
     return False, f"off: {problem}"
