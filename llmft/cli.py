@@ -113,8 +113,6 @@ def _serve_flags(p):
 
 def _serve(args)->int:
     import os
-    # OpenMP threads that spin between operations take the cores the HTTP thread needs; sleeping at once served 1.11× the tokens/s (bench/RESULTS.md)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads, which is below
     from llmft.serve.app import ServerSettings, serve
     overrides = [f"{k[4:]}={v}" for k, v in vars(args).items() if k.startswith("opt:") and v is not None]
     for a in args.adapter:
@@ -123,6 +121,8 @@ def _serve(args)->int:
         overrides.append(f"engine.adapters.{name}={path}")
     if os.environ.get("LLMFT_API_KEY") and not any(o.startswith("api_key=") for o in overrides): overrides.append(f"api_key={os.environ['LLMFT_API_KEY']}")
     settings = load_config(ServerSettings, args.config, overrides)
+    # OpenMP threads that spin between operations take the cores the HTTP thread needs: sleeping at once served 1.11× the tokens/s (bench/RESULTS.md)
+    if settings.engine.engine != "vllm": os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads, which is below
     serve(settings)
     return 0
 
