@@ -12,7 +12,7 @@ def test_compiled_engine_gives_transformers_tokens_from_two_graphs(tiny_base):
     tok, model = AutoTokenizer.from_pretrained(str(tiny_base)), AutoModelForCausalLM.from_pretrained(str(tiny_base)).eval()
     prompts = [tok(t).input_ids for t in ("Return the sum of", "Open the file", "class Foo:", "x = 1\ny =")] + [[tok.bos_token_id or 1]]
     new_tokens = [9, 3, 12, 6, 1]
-    engine = TransformersEngine(EngineSettings(model=str(tiny_base), max_batch=8, cpu_compile="on"))
+    engine = TransformersEngine(EngineSettings(model=str(tiny_base), max_batch=8, cpu_compile=True))
     async def run():
         await engine.start()
         graphs = counters["stats"]["unique_graphs"]

@@ -106,7 +106,7 @@ class EngineSettings(Config):
     compile_decode: bool = False                     # with cuda_graphs: torch.compile the decode step before capturing it (fused kernels; compiles at start)
     fuse_projections: bool = True                    # no adapters: q/k/v and gate/up projections as one product each (same outputs to rounding)
     prepack: bool = True                             # CPU, bf16 weights: linear layers use oneDNN-packed copies (same results, faster decoding) if the copies fit in 1/4 of free memory
-    cpu_compile: Literal["auto", "on", "off"] = "auto"  # CPU, Llama decoder, no adapters: prefill and decode through one torch.compiled forward (auto: bf16/fp16 weights; compiles at start)
+    cpu_compile: Literal["auto"]|bool = "auto"          # CPU, Llama decoder, no adapters: prefill and decode through one torch.compiled forward (auto: bf16/fp16 weights; compiles at start)
     # vLLM only
     gpu_memory_utilization: float = 0.9
     tensor_parallel_size: int = 1
@@ -679,14 +679,14 @@ class SlotForward:
 def _wants_compile(self:TransformersEngine)->tuple[bool, str]:
     "Whether this engine's passes go through a compiled `SlotForward`, and what `health()` says about it."
     torch = require("torch")
-    if self.s.cpu_compile == "off": return False, "off"
+    if self.s.cpu_compile is False: return False, "off"
     problem = "not on a CPU" if self.device.type != "cpu" else "serving adapters" if self.s.adapters else slot_forward_problem(self.model)
     if problem is None and self.s.cpu_compile == "auto":
         spare, weights = spare_memory_bytes(), sum(p.nbytes for p in self.model.parameters())
         if self.dtype not in (torch.bfloat16, torch.float16): problem = f"{self.dtype} weights (auto compiles bf16 and fp16 ones)"
         elif spare is not None and weights > spare: problem = f"the packed copy of {weights / 2**30:.1f} GiB of weights would take over 1/4 of free memory"
     if problem is None: return True, "compiling"
-    if self.s.cpu_compile == "on": raise ValueError(f"cpu_compile=on, but llmft can't compile this model: {problem}")
+    if self.s.cpu_compile is True: raise ValueError(f"cpu_compile=true, but llmft can't compile this model: {problem}")
     return False, f"off: {problem}"
 
 @patch
