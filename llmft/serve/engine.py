@@ -141,11 +141,12 @@ class SlotKVCache:
     def get_seq_length(self, layer_idx:int=0)->int: return self.kv_len
 
 # %% ../../nbs/08_serve_engine.ipynb #f47d91ab
-def step_mask(q_positions, kv_len:int, dtype):
-    "Additive 4-D mask (B, 1, q, kv_len): row b's query at position p sees keys at positions <= p."
+def step_mask(q_positions, kv_len:int, dtype, lengths=None):
+    "Additive 4-D mask (B, 1, q, kv_len): row b's query at position p sees keys at positions <= p (and below `lengths[b]`, for right-padded prompts)."
     torch = require("torch")
     keys = torch.arange(kv_len, device=q_positions.device)
     allowed = keys[None, None, :] <= q_positions[:, :, None]
+    if lengths is not None: allowed = allowed & (keys[None, None, :] < lengths[:, None, None])
     return torch.zeros(allowed.shape, dtype=dtype, device=q_positions.device).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
 
 # %% ../../nbs/08_serve_engine.ipynb #20e2b6e6
@@ -438,8 +439,7 @@ def _forward(self:TransformersEngine, ids, positions, kv_len:int, start:int, seq
     last = lengths - 1 if lengths is not None else torch.full((B,), q - 1, device=ids.device)
     self.stats["forward_passes"] += 1
     if self.slot_forward is not None: return self.slot_forward(ids, positions, start, kv_len, last, lengths)
-    mask = step_mask(positions, kv_len, self.dtype)
-    if lengths is not None: mask = mask.masked_fill(torch.arange(kv_len, device=ids.device)[None, None, None, :] >= lengths[:, None, None, None], torch.finfo(self.dtype).min)
+    mask = step_mask(positions, kv_len, self.dtype, lengths)
     self.cache.prepare(start, positions, kv_len)
     keep = sorted(set(last.tolist()))
     kw = {"input_ids": ids, "position_ids": positions, "attention_mask": mask, self._cache_arg: self.cache, "use_cache": True, "logits_to_keep": torch.tensor(keep, device=ids.device)}
@@ -667,8 +667,7 @@ class SlotForward:
         rows = torch.arange(start, start + len(ids), device=ids.device)
         ids, positions = ids.contiguous(), positions.contiguous()  # strides are guarded too: an expanded `positions` would compile a graph of its own
         L = max(kv_len, positions.shape[1], 2 if self.compiled else 1)
-        mask = step_mask(positions, L, self.dtype)
-        if lengths is not None: mask = mask.masked_fill(torch.arange(L, device=ids.device)[None, None, None, :] >= lengths[:, None, None, None], torch.finfo(self.dtype).min)
+        mask = step_mask(positions, L, self.dtype, lengths)
         import torch._inductor.config
         # weights as constants (packed for oneDNN); a batch of 16 in 16 slots must not make "batch == slots" a rule
         with torch._inductor.config.patch(freezing=True), torch.fx.experimental._config.patch(use_duck_shape=False):
