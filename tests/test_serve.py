@@ -127,6 +127,17 @@ def test_disconnect_mid_stream_frees_the_slot(server):
     assert httpx.get(server.url + "/health").json()["running"] == 0
     assert "llmft_engine_aborted" in httpx.get(server.url + "/metrics").text
 
+def test_request_log_counts_streamed_tokens(server):
+    "A streamed request's log line has its tokens, as a JSON one's has."
+    for kind, body in (("completions", dict(prompt="The", max_tokens=7)), ("chat/completions", dict(messages=[{"role": "user", "content": "hi"}], max_tokens=6))):
+        with httpx.stream("POST", f"{server.url}/v1/{kind}", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                          json=dict(model="tiny", temperature=0, ignore_eos=True, stream=True, **body)) as r: list(r.iter_lines())
+        line = f"POST /v1/{kind} 200 prompt_tokens="
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(line in l and f"completion_tokens={body['max_tokens']} " in l for l in server.lines): time.sleep(0.05)
+        logged = [l for l in server.lines if line in l]
+        assert logged and f"completion_tokens={body['max_tokens']} " in logged[-1] and "prompt_tokens=0 " not in logged[-1], logged[-1:]
+
 @pytest.fixture(scope="module")
 def one_slot_server():
     "One sequence at a time and one waiting: the queue-full test uses it, then the SIGTERM test stops it (one start less; vLLM starts take ~45 s here)."
