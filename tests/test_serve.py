@@ -205,6 +205,7 @@ def test_error_after_stream_began_sends_error_event_and_engine_recovers(tiny_bas
         assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] >= 1
         assert c.get("/health").json()["running"] == 0 and "llmft_engine_step_errors 1" in c.get("/metrics").text
 
+@pytest.mark.skipif(ENGINE == "vllm", reason="vLLM admits by itself; its failure path is the one the mid-stream test covers, and a vLLM start here costs ~40 s")
 def test_failed_first_step_ends_requests_instead_of_hanging(tiny_base):
     "A step that fails while prompts are being admitted ends those requests with an error (they once waited forever)."
     from llmft.serve.engine import make_engine, EngineSettings, GenerationRequest, SamplingParams
