@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Literal
+from pydantic import Field
 from ..core import Config, require
 from .protocol import SamplingFields, APIError
 
@@ -101,7 +102,7 @@ class EngineSettings(Config):
     max_batch: int = 32                              # sequences decoded together
     max_waiting: int = 256                           # queued requests before 503
     max_prefill_tokens: int = 4096                   # prompt tokens per prefill pass
-    admit_wait_ms: float = 20                        # idle engine: wait while requests keep arriving this close together (at most 5×) so that a burst shares one prefill pass; 0: start at once
+    admit_wait_ms: float = Field(20, ge=0)           # idle engine: wait while requests keep arriving this close together (at most 5×) so that a burst shares one prefill pass; 0: start at once
     trust_remote_code: bool = False
     cuda_graphs: bool = True                         # GPU, no adapters: decode steps replayed from CUDA graphs captured at start
     compile_decode: bool = False                     # with cuda_graphs: torch.compile the decode step before capturing it (fused kernels; compiles at start)
