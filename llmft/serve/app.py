@@ -292,13 +292,13 @@ def create_app(settings:ServerSettings=ServerSettings(), engine:Engine|None=None
         log.exception("unhandled error"); return err(APIError(500, f"internal error: {type(e).__name__}"))
     app.add_exception_handler(Exception, internal)
 
-    async def respond(result, request):
+    async def respond(result):
         if not hasattr(result, "__aiter__"): return JSONResponse(result.model_dump())
         return StreamingResponse(result, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     @app.post("/v1/completions", response_model=None, responses=_responses(CompletionResponse, stream=True))
-    async def completions(req:CompletionRequest, request:fastapi.Request): return await respond(await complete(svc, req, request.state), request)
+    async def completions(req:CompletionRequest, request:fastapi.Request): return await respond(await complete(svc, req, request.state))
     @app.post("/v1/chat/completions", response_model=None, responses=_responses(ChatCompletionResponse, stream=True))
-    async def chat_completions(req:ChatCompletionRequest, request:fastapi.Request): return await respond(await chat(svc, req, request.state), request)
+    async def chat_completions(req:ChatCompletionRequest, request:fastapi.Request): return await respond(await chat(svc, req, request.state))
     @app.get("/v1/models", response_model=ModelList, responses=_responses(ModelList, codes=(401,)))
     async def models():
         return ModelList(data=[ModelCard(id=svc.model_id, root=settings.engine.model)] + [ModelCard(id=a, root=p, parent=svc.model_id) for a, p in engine.adapters.items()])
