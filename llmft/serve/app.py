@@ -88,6 +88,11 @@ class Service:
 # %% ../../nbs/09_serve_app.ipynb #232b57f7
 async def merge(streams:list):
     "Interleave async streams, yielding (stream index, item); cancels the rest when closed early."
+    if len(streams) == 1:
+        try:
+            async for item in streams[0]: yield 0, item
+        finally: await streams[0].aclose()
+        return
     queue, done = asyncio.Queue(), object()
     async def pump(i, st):
         try:
@@ -104,7 +109,7 @@ async def merge(streams:list):
         for t in tasks: t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-# %% ../../nbs/09_serve_app.ipynb #0a009238
+# %% ../../nbs/09_serve_app.ipynb #d2201714
 def _requests(svc:Service, req, prompt_ids:list[list[int]], max_tokens:list[int], adapter:str|None, rid:str)->list[GenerationRequest]:
     out = []
     for i, ids in enumerate(prompt_ids):
@@ -153,7 +158,7 @@ async def complete(svc:Service, req:CompletionRequest, state=None):
         yield sse("[DONE]")
     return events()
 
-# %% ../../nbs/09_serve_app.ipynb #d2201714
+# %% ../../nbs/09_serve_app.ipynb #8e28ff6b
 async def chat(svc:Service, req:ChatCompletionRequest, state=None):
     "Handle `/v1/chat/completions`: a JSON response, or an SSE stream of deltas; `state` receives the token counts."
     adapter = svc.adapter_for(req.model)
@@ -187,7 +192,7 @@ async def chat(svc:Service, req:ChatCompletionRequest, state=None):
         yield sse("[DONE]")
     return events()
 
-# %% ../../nbs/09_serve_app.ipynb #8e28ff6b
+# %% ../../nbs/09_serve_app.ipynb #f64a9eb6
 class _BodyTooLarge(Exception): pass
 ROUTES = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/openapi.json", "/docs"}
 
@@ -238,7 +243,7 @@ async def _send_json(send, status:int, body:dict):
     await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
     await send({"type": "http.response.body", "body": data})
 
-# %% ../../nbs/09_serve_app.ipynb #f64a9eb6
+# %% ../../nbs/09_serve_app.ipynb #319a1fa5
 def _validation_message(exc)->tuple[str, str|None]:
     errs = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errs): return "request body is not valid JSON", None
@@ -314,7 +319,7 @@ def create_app(settings:ServerSettings=ServerSettings(), engine:Engine|None=None
     app.openapi = _openapi_without_422(app)
     return Guard(app, svc)
 
-# %% ../../nbs/09_serve_app.ipynb #319a1fa5
+# %% ../../nbs/09_serve_app.ipynb #fef72e13
 def serve(settings:ServerSettings):
     "Run `llmft serve` until interrupted."
     uvicorn = require("uvicorn", "serve")
