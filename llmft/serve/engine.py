@@ -710,13 +710,16 @@ def _wants_compile(self:TransformersEngine)->tuple[bool, str]:
 
 @patch
 def _warm_compiled(self:TransformersEngine):
-    "Compile the prefill and decode graphs before any request (so the warm-up writes into empty slots); on failure warn and use transformers' forward."
+    "Compile the prefill and decode graphs before any request, with a full batch (so the warm-up writes into empty slots); on failure warn and use transformers' forward."
     torch, t = require("torch"), time.time()
+    # Inductor packs the weights for the row count it compiles with: a full batch of prompts (up to 128 tokens each), and of decode steps
+    rows, n = self.s.max_batch, max(2, min(128, self.s.max_prefill_tokens // self.s.max_batch, self.max_model_len - 1))
     try:
         with torch.inference_mode():  # tensors made outside inference mode would compile other guards than the engine's
-            ids, pos, last = torch.zeros(2, 3, dtype=torch.long, device=self.device), torch.arange(3, device=self.device).expand(2, 3), torch.full((2,), 2, device=self.device)
-            self.slot_forward(ids, pos, 0, 3, last, lengths=last + 1)     # a prefill pass into empty slots
-            self.slot_forward(ids[:, :1], pos[:, :1] + 3, 0, 4, last * 0)  # and a decode pass
+            ids, pos = torch.zeros(rows, n, dtype=torch.long, device=self.device), torch.arange(n, device=self.device).expand(rows, n)
+            last = torch.full((rows,), n - 1, device=self.device)
+            self.slot_forward(ids, pos, 0, n, last, lengths=last + 1)         # a prefill pass into empty slots
+            self.slot_forward(ids[:, :1], pos[:, :1] + n, 0, n + 1, last * 0)  # and a decode pass
         self.compile_note = f"on: compiled in {time.time() - t:.0f}s"
     except Exception as e:
         self.slot_forward, self.compile_note = None, f"off: compiling failed ({type(e).__name__}: {e})"[:300]
