@@ -660,8 +660,10 @@ def _slot_llama_class():
                 self.k_cache[i][rows[:, None], :, positions] = qk[:, :, nh:]
                 self.v_cache[i][rows[:, None], :, positions] = qkv[:, :, nh + nkv:]
                 keys, values = (self.k_cache[i][:B, :, :L], self.v_cache[i][:B, :, :L]) if q == 1 else (self.k_cache[i][rows, :, :L], self.v_cache[i][rows, :, :L])
-                o = F.scaled_dot_product_attention(qk[:, :, :nh].transpose(1, 2), keys, values, attn_mask=mask, scale=layer.self_attn.scaling, enable_gqa=True)
-                x = x + layer.self_attn.o_proj(o.transpose(1, 2).reshape(B, q, nh * hd))
+                if q == 1:  # each KV head's query heads as its query rows: one pass over the keys for all of them
+                    o = F.scaled_dot_product_attention(qk[:, 0, :nh].reshape(B, nkv, nh // nkv, hd), keys, values, attn_mask=mask, scale=layer.self_attn.scaling)
+                else: o = F.scaled_dot_product_attention(qk[:, :, :nh].transpose(1, 2), keys, values, attn_mask=mask, scale=layer.self_attn.scaling, enable_gqa=True).transpose(1, 2)
+                x = x + layer.self_attn.o_proj(o.reshape(B, q, nh * hd))
                 gate, up = F.linear(rms(x, layer.post_attention_layernorm), self.gate_up[i]).chunk(2, -1)
                 x = x + layer.mlp.down_proj(F.silu(gate) * up)
             return self.lm_head(rms(x[torch.arange(B, device=x.device), last], self.norm))
