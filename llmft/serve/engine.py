@@ -16,9 +16,9 @@ from .protocol import SamplingFields, APIError
 # %% auto #0
 __all__ = ['SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'SlotKVCache', 'step_mask',
            'next_tokens', 'visible_text', 'EngineBusy', 'incremental_text', 'load_serving_model', 'cache_argument',
-           'prepack_linear_weights', 'spare_memory_bytes', 'fuse_projections', 'TransformersEngine', 'StaticDecode',
-           'slot_forward_problem', 'SlotForward', 'vllm_cpu_plugin', 'vllm_engine_args', 'lint_adapter', 'VLLMEngine',
-           'vllm_sampling_params', 'make_engine']
+           'prepack_linear_weights', 'spare_memory_bytes', 'fuse_projections', 'off_main_thread', 'TransformersEngine',
+           'StaticDecode', 'slot_forward_problem', 'SlotForward', 'vllm_cpu_plugin', 'vllm_engine_args', 'lint_adapter',
+           'VLLMEngine', 'vllm_sampling_params', 'make_engine']
 
 # %% ../../nbs/08_serve_engine.ipynb #1bdacf5d
 @dataclass
@@ -349,10 +349,26 @@ def fuse_projections(model, probe_ids=None)->int:
     for m, names in groups: getattr(m, names[0]).originals = None  # the separate weights go
     return len(groups)
 
+# %% ../../nbs/08_serve_engine.ipynb #6e0d49ea
+def off_main_thread(fn, *args):
+    "`fn(*args)` run in a new thread when called from the main thread (directly otherwise): its result, or its exception raised here."
+    if threading.current_thread() is not threading.main_thread(): return fn(*args)
+    box = {}
+    def run():
+        try: box["result"] = fn(*args)
+        except BaseException as e: box["error"] = e
+    worker = threading.Thread(target=run, name="llmft-engine-setup", daemon=True)
+    worker.start(); worker.join()
+    if "error" in box: raise box["error"]
+    return box["result"]
+
 # %% ../../nbs/08_serve_engine.ipynb #1aee06cb
 class TransformersEngine(Engine):
     "Continuous batching over a slot KV cache, run by a scheduler thread (see the chapter text)."
     def __init__(self, settings:EngineSettings=EngineSettings(), model=None, tokenizer=None):
+        off_main_thread(self._setup, settings, model, tokenizer)
+
+    def _setup(self, settings:EngineSettings, model, tokenizer):
         torch = require("torch")
         self.s = settings
         self.model, self.tokenizer = (model, tokenizer) if model is not None else load_serving_model(settings)
