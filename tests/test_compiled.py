@@ -1,11 +1,11 @@
 """The engine's compiled forward (`cpu_compile`), compiled for real: it takes ~30 s on two cores, so it is tested here once rather than in the notebook."""
-import asyncio
+import asyncio, threading
 import pytest
 
 torch = pytest.importorskip("torch")
 
 def test_compiled_engine_gives_transformers_tokens_from_two_graphs(tiny_base):
-    "Greedy tokens equal `generate`'s for requests that leave at different times (batch 5 down to 1), a one-token prompt included, and serving compiles nothing after the start."
+    "Greedy tokens equal `generate`'s for requests that leave at different times (batch 5 down to 1), a one-token prompt included, serving compiles nothing after the start, and the engine thread compiles."
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from torch._dynamo.utils import counters
     from llmft.serve.engine import TransformersEngine, EngineSettings, GenerationRequest, SamplingParams
@@ -13,6 +13,8 @@ def test_compiled_engine_gives_transformers_tokens_from_two_graphs(tiny_base):
     prompts = [tok(t).input_ids for t in ("Return the sum of", "Open the file", "class Foo:", "x = 1\ny =")] + [[tok.bos_token_id or 1]]
     new_tokens = [9, 3, 12, 6, 1]
     engine = TransformersEngine(EngineSettings(model=str(tiny_base), max_batch=8, cpu_compile=True))
+    warm, compiled_in = engine._warm_compiled, []
+    engine._warm_compiled = lambda: (compiled_in.append(threading.current_thread().name), warm())
     async def run():
         await engine.start()
         graphs = counters["stats"]["unique_graphs"]
@@ -27,6 +29,7 @@ def test_compiled_engine_gives_transformers_tokens_from_two_graphs(tiny_base):
     first, alone, new_graphs = asyncio.run(run())
     assert engine.health()["cpu_compile"].startswith("on: compiled in"), engine.health()
     assert new_graphs == 0 and engine.stats["decode_passes"] > 0
+    assert compiled_in == ["llmft-engine"]  # the thread that steps: another live thread with OpenMP workers slows its steps
     for ids, n, got in zip(prompts + [prompts[2]], new_tokens + [4], first + [alone]):
         ref = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
         assert got == ref

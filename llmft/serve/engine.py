@@ -392,9 +392,17 @@ class TransformersEngine(Engine):
         self.static, self.graphs_note = (StaticDecode(self, compile=settings.compile_decode), "capturing") if graphs else (None, "off")
 
     async def start(self):
-        if self.slot_forward is not None: await asyncio.to_thread(self._warm_compiled)
-        self._thread = threading.Thread(target=self._loop, name="llmft-engine", daemon=True)
-        self._thread.start(); self.state = "ok"
+        "Start the engine thread and return once it serves (after compiling, where it compiles)."
+        loop = asyncio.get_running_loop(); ready = loop.create_future()
+        self._thread = threading.Thread(target=self._run, args=(lambda: loop.call_soon_threadsafe(ready.set_result, None),), name="llmft-engine", daemon=True)
+        self._thread.start(); await ready; self.state = "ok"
+
+    def _run(self, ready):
+        "The engine thread, where all of the engine's PyTorch work after loading runs: compile (where it compiles), say it is ready, schedule."
+        try:
+            if self.slot_forward is not None: self._warm_compiled()
+        finally: ready()
+        self._loop()
 
     def health(self)->dict:
         return dict(status=self.state, model=self.model_name, engine="transformers", running=len(self.running), waiting=len(self.waiting),
