@@ -5,9 +5,10 @@ alternating for `--rounds` rounds (A B A B …), because this machine's speed dr
 warmed up, then gets 64 requests, concurrency 16, 128-token prompts, up to 64 output tokens. Examples:
 
     python bench/serve_ab.py --arm wait10 "" --arm wait0 "--admit-wait-ms 0"
-    python bench/serve_ab.py --arm libgomp "" --env libgomp OMP_WAIT_POLICY= --arm PASSIVE ""
+    python bench/serve_ab.py --arm libgomp "" --arm PASSIVE "" --env PASSIVE OMP_WAIT_POLICY=PASSIVE
 
-(`llmft serve` sets OMP_WAIT_POLICY=PASSIVE unless the environment sets it; an empty value is libgomp's own default.)
+(`llmft serve` used to set OMP_WAIT_POLICY=PASSIVE unless the environment set it, so runs before that changed passed an
+empty value — libgomp's own default — for the other arm.)
 Writes bench/out/serve_ab.json.
 """
 import argparse, json, os, shlex, signal, socket, subprocess, sys, time

@@ -120,10 +120,7 @@ def _serve(args)->int:
         if not eq or not name or not path: raise ValueError(f"--adapter takes NAME=PATH, got {a!r}")
         overrides.append(f"engine.adapters.{name}={path}")
     if os.environ.get("LLMFT_API_KEY") and not any(o.startswith("api_key=") for o in overrides): overrides.append(f"api_key={os.environ['LLMFT_API_KEY']}")
-    settings = load_config(ServerSettings, args.config, overrides)
-    # OpenMP threads that spin between operations take the cores the HTTP thread needs: sleeping at once served 1.11× the tokens/s (bench/RESULTS.md)
-    if settings.engine.engine != "vllm": os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads, which is below
-    serve(settings)
+    serve(load_config(ServerSettings, args.config, overrides))
     return 0
 
 # %% ../nbs/13_cli.ipynb #69bdc835
