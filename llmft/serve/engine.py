@@ -16,9 +16,9 @@ from .protocol import SamplingFields, APIError
 # %% auto #0
 __all__ = ['SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'SlotKVCache', 'step_mask',
            'next_tokens', 'visible_text', 'EngineBusy', 'incremental_text', 'load_serving_model', 'cache_argument',
-           'prepack_linear_weights', 'spare_memory_bytes', 'fuse_projections', 'off_main_thread', 'TransformersEngine',
-           'StaticDecode', 'slot_forward_problem', 'SlotForward', 'vllm_cpu_plugin', 'vllm_engine_args', 'lint_adapter',
-           'VLLMEngine', 'vllm_sampling_params', 'make_engine']
+           'prepack_linear_weights', 'spare_memory_bytes', 'fuse_projections', 'in_passing_thread',
+           'TransformersEngine', 'StaticDecode', 'slot_forward_problem', 'SlotForward', 'vllm_cpu_plugin',
+           'vllm_engine_args', 'lint_adapter', 'VLLMEngine', 'vllm_sampling_params', 'make_engine']
 
 # %% ../../nbs/08_serve_engine.ipynb #1bdacf5d
 @dataclass
@@ -350,9 +350,8 @@ def fuse_projections(model, probe_ids=None)->int:
     return len(groups)
 
 # %% ../../nbs/08_serve_engine.ipynb #6e0d49ea
-def off_main_thread(fn, *args):
-    "`fn(*args)` run in a new thread when called from the main thread (directly otherwise): its result, or its exception raised here."
-    if threading.current_thread() is not threading.main_thread(): return fn(*args)
+def in_passing_thread(fn, *args):
+    "`fn(*args)` run in a new thread that ends with it: its result, or its exception raised here."
     box = {}
     def run():
         try: box["result"] = fn(*args)
@@ -366,7 +365,7 @@ def off_main_thread(fn, *args):
 class TransformersEngine(Engine):
     "Continuous batching over a slot KV cache, run by a scheduler thread (see the chapter text)."
     def __init__(self, settings:EngineSettings=EngineSettings(), model=None, tokenizer=None):
-        off_main_thread(self._setup, settings, model, tokenizer)
+        in_passing_thread(self._setup, settings, model, tokenizer)
 
     def _setup(self, settings:EngineSettings, model, tokenizer):
         torch = require("torch")
