@@ -100,7 +100,7 @@ class EngineSettings(Config):
     quantization: Literal["none", "bnb-4bit", "bnb-8bit", "fp8", "awq", "gptq"] = "none"
     max_model_len: int|None = None                   # default: the model's context
     max_batch: int = Field(32, ge=1)                 # sequences decoded together
-    max_waiting: int = Field(256, ge=0)              # queued requests before 503
+    max_waiting: int = Field(256, ge=0)              # requests waiting for a slot (beyond max_batch) before 503
     max_prefill_tokens: int = Field(4096, ge=1)      # prompt tokens per prefill pass
     admit_wait_ms: float = Field(20, ge=0)           # idle engine: wait while requests keep arriving this close together (at most 5×) so that a burst shares one prefill pass; 0: start at once
     trust_remote_code: bool = False
@@ -422,7 +422,7 @@ def _submit(self:TransformersEngine, request:GenerationRequest)->_Sequence:
     self.check_request(request)
     seq = _Sequence(request, asyncio.Queue(), asyncio.get_running_loop())
     with self._lock:
-        if len(self.waiting) >= self.s.max_waiting: raise EngineBusy(len(self.waiting))
+        if len(self.running) + len(self.waiting) >= self.s.max_batch + self.s.max_waiting: raise EngineBusy(len(self.waiting))  # as VLLMEngine counts
         self.waiting.append(seq)
     self._last_arrival = seq.arrived
     self._wake.set()
