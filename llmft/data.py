@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #f429d6d4
 from __future__ import annotations
-import bisect, csv, json, math, random, re, statistics
+import bisect, csv, json, os, random, re, statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -12,9 +12,10 @@ from .core import require, fingerprint, IGNORE_INDEX
 
 # %% auto #0
 __all__ = ['SCHEMAS', 'ROLES', 'TEMPLATES', 'SAMPLE_SPLITS', 'Problem', 'DataError', 'read_records', 'Example', 'detect_schema',
-           'to_example', 'LoadReport', 'load_examples', 'format_prompt', 'format_example', 'Features',
-           'tokenize_example', 'TokenizedDataset', 'tokenize_examples', 'collate', 'pack_features', 'packed_segments',
-           'sample_dataset_dir', 'make_sample_dataset', 'dataset_stats']
+           'to_example', 'LoadReport', 'load_examples', 'format_prompt', 'format_example', 'chat_segments',
+           'format_segments', 'Features', 'tokenize_segments', 'tokenize_example', 'TokenizedDataset',
+           'tokenize_examples', 'collate', 'pack_features', 'packed_segments', 'sample_dataset_dir',
+           'make_sample_dataset', 'dataset_stats']
 
 # %% ../nbs/02_data.ipynb #751a7539
 @dataclass
@@ -37,7 +38,7 @@ class DataError(ValueError):
 
 # %% ../nbs/02_data.ipynb #854280cf
 def _read_jsonl(path:Path, name:str):
-    with open(path, encoding="utf-8", errors="strict") as f:
+    with open(path, encoding="utf-8-sig", errors="strict") as f:
         for i, line in enumerate(f, 1):
             if not line.strip(): continue
             ref = f"{name}:{i}"
@@ -45,9 +46,15 @@ def _read_jsonl(path:Path, name:str):
             except json.JSONDecodeError as e: yield ref, None, Problem(ref, f"malformed JSON: {e.msg} at column {e.colno}"); continue
             yield (ref, rec, None) if isinstance(rec, dict) else (ref, None, Problem(ref, f"expected a JSON object, got {type(rec).__name__}"))
 
+def _csv_delimiter(header:str)->str:
+    "`,` unless the header line has none and has `;` or a tab (Excel's CSV export in decimal-comma locales)."
+    if "," in header: return ","
+    return next((d for d in (";", "\t") if d in header), ",")
+
 def _read_csv(path:Path, name:str):
-    with open(path, encoding="utf-8", newline="") as f:
-        reader, line = csv.DictReader(f), 2
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        header = f.readline(); f.seek(0)  # seek(0) resets the utf-8-sig decoder: the mark is dropped again
+        reader, line = csv.DictReader(f, delimiter=_csv_delimiter(header)), 2
         for row in reader:
             ref = f"{name}:{line}"; line = reader.line_num + 1
             extra = row.pop(None, None)
@@ -59,37 +66,64 @@ def _rows(rows:Iterable[Any], name:str):
         yield (ref, rec, None) if isinstance(rec, dict) else (ref, None, Problem(ref, f"expected an object, got {type(rec).__name__}"))
 
 # %% ../nbs/02_data.ipynb #6e37ae3d
-def read_records(source:str|Path, # a .json/.jsonl/.csv/.parquet file, a saved dataset folder, or a hub id
-                 split:str="train", # split to take from a dataset folder or hub id
+def _read_file(path:Path, name:str):
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".ndjson"): yield from _read_jsonl(path, name)
+        elif suffix == ".csv": yield from _read_csv(path, name)
+        elif suffix == ".json":
+            try: data = json.loads(path.read_text(encoding="utf-8-sig"))
+            except json.JSONDecodeError as e: yield name, None, Problem(f"{name}:{e.lineno}", f"malformed JSON: {e.msg} at column {e.colno}"); return
+            if isinstance(data, dict) and isinstance(data.get("data"), list): data = data["data"]
+            if not isinstance(data, list): yield name, None, Problem(name, "expected a JSON array of examples (or {\"data\": [...]})"); return
+            yield from _rows(data, name)
+        elif suffix == ".parquet": yield from _rows(require("pyarrow.parquet").read_table(path).to_pylist(), name)
+        else: raise ValueError(f"{path}: unsupported file type {suffix!r}: use .json, .jsonl, .csv or .parquet")
+    except UnicodeDecodeError as e: yield name, None, Problem(name, f"not UTF-8 text ({e.reason} at byte {e.start})")
+
+def _read_folder(path:Path, split:str):
+    ds = require("datasets").load_from_disk(str(path))
+    if hasattr(ds, "keys"):
+        if split not in ds: raise ValueError(f"{path}: no split {split!r} (has {', '.join(ds.keys())})")
+        ds = ds[split]
+    yield from _rows(ds, f"{path.name}/{split}")
+
+# %% ../nbs/02_data.ipynb #251c5796
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+_DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".parquet")
+
+def _hub_dataset(source:str, split:str):
+    "`datasets.load_dataset(source, split=split)`, or one line saying why the hub could not give it."
+    datasets = require("datasets")
+    from datasets.exceptions import DatasetNotFoundError
+    try: return datasets.load_dataset(source, split=split)
+    except DatasetNotFoundError: why = "the hub has no such dataset (or it is private or gated: log in with `hf auth login`)"
+    except ConnectionError as e:
+        offline = "OfflineModeIsEnabled" in str(e) or any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+        why = "offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and it is not in the cache" if offline else "the hub cannot be reached (no network?)"
+    except ValueError as e:
+        if "split" in str(e).lower(): raise ValueError(f"{source}: no split {split!r} on the hub ({e})") from None
+        raise
+    raise FileNotFoundError(f"{source}: no such file or folder here, and not loadable as a Hugging Face hub dataset: {why}; "
+                            "give a local .json/.jsonl/.csv/.parquet file or a folder saved with datasets' save_to_disk instead")
+
+# %% ../nbs/02_data.ipynb #68366d2e
+def read_records(source:str|Path, # a .json/.jsonl/.csv/.parquet file, a saved dataset folder, a hub id, or "sample"
+                 split:str="train", # split to take from a dataset folder, a hub id or the sample
                 ):                   # yields (ref, record or None, Problem or None)
     "Yield every record of a dataset with where it came from; unreadable records come as problems."
-    path = Path(source); name = path.name
-    if path.is_file():
-        suffix = path.suffix.lower()
-        try:
-            if suffix in (".jsonl", ".ndjson"): yield from _read_jsonl(path, name)
-            elif suffix == ".csv": yield from _read_csv(path, name)
-            elif suffix == ".json":
-                try: data = json.loads(path.read_text(encoding="utf-8"))
-                except json.JSONDecodeError as e: yield name, None, Problem(f"{name}:{e.lineno}", f"malformed JSON: {e.msg} at column {e.colno}"); return
-                if isinstance(data, dict) and isinstance(data.get("data"), list): data = data["data"]
-                if not isinstance(data, list): yield name, None, Problem(name, "expected a JSON array of examples (or {\"data\": [...]})"); return
-                yield from _rows(data, name)
-            elif suffix == ".parquet": yield from _rows(require("pyarrow.parquet").read_table(path).to_pylist(), name)
-            else: raise ValueError(f"{path}: unsupported file type {suffix!r}: use .json, .jsonl, .csv or .parquet")
-        except UnicodeDecodeError as e: yield name, None, Problem(name, f"not UTF-8 text ({e.reason} at byte {e.start})")
-    elif path.is_dir():
-        ds = require("datasets").load_from_disk(str(path))
-        if hasattr(ds, "keys"):
-            if split not in ds: raise ValueError(f"{path}: no split {split!r} (has {', '.join(ds.keys())})")
-            ds = ds[split]
-        yield from _rows(ds, f"{name}/{split}")
-    elif path.suffix or os.sep in str(source) or str(source).startswith("."):
-        raise FileNotFoundError(f"{source}: no such file or folder")
-    else: yield from _rows(require("datasets").load_dataset(str(source), split=split), f"{source}/{split}")
+    if str(source) == "sample":
+        if split not in SAMPLE_SPLITS: raise ValueError(f"the sample dataset has no split {split!r} (has {', '.join(SAMPLE_SPLITS)})")
+        source = sample_dataset_dir()/f"{split}.jsonl"
+    path, text = Path(source), str(source)
+    if path.is_file(): yield from _read_file(path, path.name)
+    elif path.is_dir(): yield from _read_folder(path, split)
+    elif _HUB_ID.fullmatch(text) and not text.lower().endswith(_DATA_SUFFIXES):
+        yield from _rows(_hub_dataset(text, split), f"{text}/{split}")
+    else: raise FileNotFoundError(f"{source}: no such file or folder")
 
 # %% ../nbs/02_data.ipynb #81b2e587
-SCHEMAS = {"alpaca": ("instruction", "output"), "prompt_response": ("prompt", "response"), "chat": ("messages",)}
+SCHEMAS = {"alpaca": ("instruction", "output"), "prompt_response": ("prompt", "response"), "chat": ("messages",), "sharegpt": ("conversations",)}
 ROLES = ("system", "user", "assistant")
 
 @dataclass
@@ -99,59 +133,91 @@ class Example:
     id: str|None = None
     instruction: str = ""                      # alpaca instruction or prompt/response prompt
     input: str = ""                            # alpaca input (may be empty)
-    output: str = ""                           # the response to learn
-    messages: list[dict]|None = None           # chat examples: the whole conversation
+    output: str = ""                           # the (last) response to learn
+    messages: list[dict]|None = None           # chat examples: the whole conversation; assistant turns may have `weight` 0 or 1
     meta: dict = field(default_factory=dict)   # other fields, kept as they were
 
 def detect_schema(keys:set[str])->str|None:
     "The schema whose fields appear in `keys`, or None."
     if "messages" in keys: return "chat"
+    if "conversations" in keys: return "sharegpt"
     if "instruction" in keys: return "alpaca"
     if "prompt" in keys: return "prompt_response"
     return None
 
 # %% ../nbs/02_data.ipynb #6e540017
-def _text(rec:dict, key:str, problems:list, ref:str, id, optional:bool=False)->str|None:
+def _text(rec:dict, key:str, problems:list, ref:str, id, optional:bool=False, path:str|None=None)->str|None:
+    path = path or key
     if key not in rec or rec[key] is None:
-        if not optional: problems.append(Problem(ref, "is missing", id, key))
+        if not optional: problems.append(Problem(ref, "is missing", id, path))
         return None if not optional else ""
     v = rec[key]
-    if not isinstance(v, str): problems.append(Problem(ref, f"must be a string, got {type(v).__name__}", id, key)); return None
-    if not optional and not v.strip(): problems.append(Problem(ref, "is empty", id, key)); return None
+    if not isinstance(v, str): problems.append(Problem(ref, f"must be a string, got {type(v).__name__}", id, path)); return None
+    if not optional and not v.strip(): problems.append(Problem(ref, "is empty", id, path)); return None
     return v
 
-def _chat(rec:dict, problems:list, ref:str, id)->list[dict]|None:
-    msgs = rec.get("messages")
-    if msgs is None: problems.append(Problem(ref, "is missing", id, "messages")); return None
-    if not isinstance(msgs, list) or not msgs: problems.append(Problem(ref, "must be a non-empty list of {role, content}", id, "messages")); return None
-    n0, out = len(problems), []
-    for i, m in enumerate(msgs):
-        path = f"messages[{i}]"
-        if not isinstance(m, dict): problems.append(Problem(ref, f"must be an object, got {type(m).__name__}", id, path)); continue
-        role = m.get("role")
-        if role not in ROLES: problems.append(Problem(ref, f"must be one of {', '.join(ROLES)}, got {role!r}", id, path + ".role"))
-        content = _text(m, "content", problems, ref, id)
-        if content is None and problems and problems[-1].field == "content": problems[-1].field = path + ".content"
-        out.append(dict(role=role, content=content))
+@dataclass(frozen=True)
+class _Dialect:
+    "How a conversational schema spells its list, roles and texts."
+    key: str; role: str; content: str; roles: dict
+
+_DIALECTS = {"chat": _Dialect("messages", "role", "content", {r: r for r in ROLES}),
+             "sharegpt": _Dialect("conversations", "from", "value", {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"})}
+
+# %% ../nbs/02_data.ipynb #4a8ea966
+def _turn(m, i:int, d:_Dialect, problems:list, ref:str, id, unused:dict)->dict|None:
+    "One message as {role, content[, weight]}, or None with its problems added."
+    path, n0 = f"{d.key}[{i}]", len(problems)
+    if not isinstance(m, dict): problems.append(Problem(ref, f"must be an object, got {type(m).__name__}", id, path)); return None
+    role = d.roles.get(m.get(d.role))
+    if role is None: problems.append(Problem(ref, f"must be one of {', '.join(d.roles)}, got {m.get(d.role)!r}", id, f"{path}.{d.role}"))
+    content = _text(m, d.content, problems, ref, id, path=f"{path}.{d.content}")
+    out = dict(role=role, content=content)
+    if "weight" in m:
+        w = m["weight"]
+        if role != "assistant": problems.append(Problem(ref, "applies only to assistant messages", id, f"{path}.weight"))
+        elif isinstance(w, bool) or w not in (0, 1): problems.append(Problem(ref, f"must be 0 or 1, got {w!r}", id, f"{path}.weight"))
+        else: out["weight"] = int(w)
+    for k in m:
+        if k not in (d.role, d.content, "weight"): unused.setdefault(f"{d.key}[].{k}", []).append(ref)
+    return out if len(problems) == n0 else None
+
+# %% ../nbs/02_data.ipynb #61b3983e
+def _conversation(rec:dict, d:_Dialect, problems:list, ref:str, id, unused:dict)->list[dict]|None:
+    "The validated turns of a chat or ShareGPT record, or None with every problem added."
+    msgs = rec.get(d.key)
+    if msgs is None: problems.append(Problem(ref, "is missing", id, d.key)); return None
+    if not isinstance(msgs, list) or not msgs: problems.append(Problem(ref, f"must be a non-empty list of {{{d.role}, {d.content}}}", id, d.key)); return None
+    n0 = len(problems)
+    out = [_turn(m, i, d, problems, ref, id, unused) for i, m in enumerate(msgs)]
     if len(problems) > n0: return None
+    if d.key == "conversations" and isinstance(rec.get("system"), str) and rec["system"].strip() and out[0]["role"] != "system":
+        out.insert(0, dict(role="system", content=rec["system"]))  # LLaMA-Factory's top-level system prompt
+    shift = len(out) - len(msgs)  # turns' indices in the file
     turns = out[1:] if out[0]["role"] == "system" else out
     for i, m in enumerate(turns):
         want = "user" if i % 2 == 0 else "assistant"
         if m["role"] != want:
-            problems.append(Problem(ref, f"roles must alternate user/assistant after an optional system message; expected {want!r}, got {m['role']!r}", id, f"messages[{out.index(m)}].role"))
+            at = len(out) - len(turns) + i - shift
+            problems.append(Problem(ref, f"roles must alternate user/assistant after an optional system message; expected {want!r}, got {m['role']!r}", id, f"{d.key}[{at}].{d.role}"))
             return None
-    if not turns or turns[-1]["role"] != "assistant": problems.append(Problem(ref, "must end with an assistant message (the response to learn)", id, "messages")); return None
+    if not turns or turns[-1]["role"] != "assistant": problems.append(Problem(ref, "must end with an assistant message (the response to learn)", id, d.key)); return None
+    if not any(m.get("weight", 1) == 1 for m in turns if m["role"] == "assistant"):
+        problems.append(Problem(ref, "no assistant message has weight 1: nothing to learn", id, d.key)); return None
     return out
 
 # %% ../nbs/02_data.ipynb #76315cd6
-def to_example(ref:str, rec:dict, schema:str, id_field:str="id")->tuple[Example|None, list[Problem]]:
-    "Validate one record against `schema`; an `Example`, or None and every problem found."
-    problems, raw_id = [], rec.get(id_field)
+_UNUSED_TOP = ("tools", "functions", "parallel_tool_calls")  # kept in meta, but nothing trains on them yet
+
+def to_example(ref:str, rec:dict, schema:str, id_field:str="id", unused:dict|None=None)->tuple[Example|None, list[Problem]]:
+    "Validate one record against `schema`; an `Example`, or None and every problem found. Fields read but not used go to `unused` (path -> refs)."
+    problems, raw_id, unused = [], rec.get(id_field), {} if unused is None else unused
     id = None if raw_id is None else str(raw_id)
-    if schema == "chat":
-        msgs = _chat(rec, problems, ref, id)
+    if schema in _DIALECTS:
+        d = _DIALECTS[schema]
+        msgs = _conversation(rec, d, problems, ref, id, unused)
         ex = Example(ref, id, messages=msgs, output=msgs[-1]["content"] if msgs else "") if msgs else None
-        used = {"messages"}
+        used = {d.key, "system"} if schema == "sharegpt" else {d.key}
     elif schema == "alpaca":
         ins, inp, out = _text(rec, "instruction", problems, ref, id), _text(rec, "input", problems, ref, id, optional=True), _text(rec, "output", problems, ref, id)
         ex, used = Example(ref, id, ins, inp or "", out), {"instruction", "input", "output"}
@@ -161,18 +227,21 @@ def to_example(ref:str, rec:dict, schema:str, id_field:str="id")->tuple[Example|
         ex, used = Example(ref, id, p, "", r), {"prompt", "response", "completion"}
     else: raise ValueError(f"unknown schema {schema!r}: choose one of {', '.join(SCHEMAS)}")
     if problems: return None, problems
+    for k in _UNUSED_TOP:
+        if k in rec: unused.setdefault(k, []).append(ref)
     ex.meta = {k: v for k, v in rec.items() if k not in used and k != id_field}
     return ex, []
 
 # %% ../nbs/02_data.ipynb #552021c0
 @dataclass
 class LoadReport:
-    "What `load_examples` kept and what it found wrong."
+    "What `load_examples` kept, what it found wrong, and which fields it read but does not use."
     source: str
     schema: str|None
     examples: list[Example]
     problems: list[Problem]
     records: int = 0          # records read, good and bad
+    notes: list[str] = field(default_factory=list)  # fields present but not used, one line each
     @property
     def dropped(self)->list[str]: return list(dict.fromkeys(p.ref for p in self.problems))  # refs, in file order of discovery
     def summary(self)->str:
@@ -182,17 +251,20 @@ class LoadReport:
 def _map_columns(rec:dict, columns:dict[str,str])->dict:
     return {columns.get(k, k): v for k, v in rec.items()} if columns else rec
 
+def _unused_notes(unused:dict[str, list[str]])->list[str]:
+    return [f"field {k!r} is not used (in {len(refs)} example{'s' * (len(refs) > 1)}, first at {refs[0]})" for k, refs in unused.items()]
+
 # %% ../nbs/02_data.ipynb #c96e8a94
-def load_examples(source:str|Path,              # file, dataset folder or hub id
-                  schema:str|None=None,          # alpaca, prompt_response or chat; None detects it
+def load_examples(source:str|Path,              # file, dataset folder, hub id or "sample"
+                  schema:str|None=None,          # alpaca, prompt_response, chat or sharegpt; None detects it
                   columns:dict[str,str]|None=None, # rename fields before validation, e.g. {"question": "instruction"}
                   strict:bool=True,              # raise on any problem; False drops bad examples and reports them
                   id_field:str="id",             # field holding an example's id, if any
-                  split:str="train",
+                  split:str="train",             # split of a dataset folder, hub id or the sample
                  )->LoadReport:
     "Read and validate every example of a dataset; strict raises `DataError`, lenient drops and reports."
     if schema is not None and schema not in SCHEMAS: raise ValueError(f"unknown schema {schema!r}: choose one of {', '.join(SCHEMAS)}")
-    rows, problems, order = [], [], {}
+    rows, problems, order, unused = [], [], {}, {}
     for ref, rec, problem in read_records(source, split):
         order.setdefault(ref, len(order))
         if problem: problems.append(problem)
@@ -205,14 +277,14 @@ def load_examples(source:str|Path,              # file, dataset folder or hub id
                              + "; ".join(f"{k} ({', '.join(v)})" for k, v in SCHEMAS.items()) + ", or map yours with columns=")], "unknown schema")
     examples, seen = [], {}
     for ref, rec in rows:
-        ex, ps = to_example(ref, rec, schema, id_field)
+        ex, ps = to_example(ref, rec, schema, id_field, unused)
         if ex is not None and ex.id is not None:
             if ex.id in seen: ps, ex = [Problem(ref, f"is a duplicate: {ex.id!r} is first used at {seen[ex.id]}", ex.id, id_field)], None
             else: seen[ex.id] = ref
         problems += ps
         if ex is not None: examples.append(ex)
     problems.sort(key=lambda p: order.get(p.ref, -1))
-    report = LoadReport(str(source), schema, examples, problems, records=len(order))
+    report = LoadReport(str(source), schema, examples, problems, records=len(order), notes=_unused_notes(unused))
     if not examples and not problems: raise DataError([Problem(str(source), "contains no examples")], "empty dataset")
     if strict and problems: raise DataError(problems, f"{Path(str(source)).name} has problems")
     return report
@@ -235,24 +307,56 @@ def format_prompt(ex:Example, template:str="plain")->str:
                       with_input=", paired with an input that provides further context" if ex.input else "")
 
 # %% ../nbs/02_data.ipynb #5444c625
+def _chat_messages(ex:Example)->list[dict]:
+    "The conversation of an example: its messages, or an instruction pair as one user and one assistant turn."
+    if ex.messages is not None: return ex.messages
+    return [{"role": "user", "content": ex.instruction + (f"\n\n{ex.input}" if ex.input else "")}, {"role": "assistant", "content": ex.output}]
+
 def format_example(ex:Example,              # a validated example
                    template:str="plain",    # alpaca, plain, chat, or a custom string with {instruction}
                    tokenizer=None,          # needed for template="chat"
-                  )->tuple[str, str]:        # (prompt, response); the response ends where training ends
-    "Split an example into prompt text and response text."
+                  )->tuple[str, str]:        # (prompt, response): the last response, what evaluation generates
+    "Split an example into prompt text and (last) response text."
     if template != "chat":
         if ex.messages is not None:
             if len(ex.messages) > 2 or ex.messages[0]["role"] == "system": raise ValueError(f"{ex.ref}: a multi-turn or system chat needs template='chat'")
             ex = Example(ex.ref, ex.id, ex.messages[0]["content"], "", ex.messages[1]["content"])
         return format_prompt(ex, template), ex.output
     if tokenizer is None or not getattr(tokenizer, "chat_template", None): raise ValueError("template='chat' needs a tokenizer that has a chat template")
-    msgs = ex.messages if ex.messages is not None else [{"role": "user", "content": ex.instruction + (f"\n\n{ex.input}" if ex.input else "")}, {"role": "assistant", "content": ex.output}]
+    msgs = [dict(role=m["role"], content=m["content"]) for m in _chat_messages(ex)]
     prompt = tokenizer.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(msgs, tokenize=False)
     if not full.startswith(prompt): raise ValueError(f"{ex.ref}: the chat template renders the conversation differently from its prefix; cannot separate the response")
     response = full[len(prompt):]
     if tokenizer.eos_token and response.rstrip().endswith(tokenizer.eos_token): response = response.rstrip()[: -len(tokenizer.eos_token)]
     return prompt, response
+
+# %% ../nbs/02_data.ipynb #e3165774
+def chat_segments(messages:list[dict], tokenizer)->list[tuple[str, bool]]:
+    "The conversation as rendered by the chat template, in (text, trained) pieces: assistant turns with weight 1 trained, through their end-of-turn marker."
+    render = lambda msgs, **kw: tokenizer.apply_chat_template([dict(role=m["role"], content=m["content"]) for m in msgs], tokenize=False, **kw)
+    mismatch = "the chat template renders the conversation differently from its prefix; cannot separate the turns to train"
+    pieces, done = [], ""
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant": continue
+        before, upto = render(messages[:i], add_generation_prompt=True), render(messages[:i + 1])
+        if not before.startswith(done) or not upto.startswith(before): raise ValueError(mismatch)
+        turn = upto[len(before):].rstrip()
+        pieces += [(before[len(done):], False), (turn, m.get("weight", 1) == 1)]
+        done = before + turn
+    full = render(messages)
+    if not full.startswith(done): raise ValueError(mismatch)
+    if full[len(done):].strip(): pieces.append((full[len(done):], False))
+    return [(t, trained) for t, trained in pieces if t]
+
+def format_segments(ex:Example, template:str="plain", tokenizer=None)->list[tuple[str, bool]]:
+    "The training text of an example in (text, trained) pieces."
+    if template != "chat":
+        prompt, response = format_example(ex, template, tokenizer)
+        return [(prompt, False), (response, True)]
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None): raise ValueError("template='chat' needs a tokenizer that has a chat template")
+    try: return chat_segments(_chat_messages(ex), tokenizer)
+    except ValueError as e: raise ValueError(f"{ex.ref}: {e}") from None
 
 # %% ../nbs/02_data.ipynb #34ac824a
 @dataclass
@@ -266,21 +370,27 @@ class Features:
     @property
     def n_supervised(self)->int: return sum(l != IGNORE_INDEX for l in self.labels)
 
-def tokenize_example(prompt:str, response:str, tokenizer, max_length:int=512, train_on_prompt:bool=False, ref:str="")->Features|Problem:
-    "Tokenize prompt+response as one text, mask the prompt's labels, append EOS; a Problem if nothing is left to learn."
-    enc = tokenizer(prompt + response, return_offsets_mapping=True, add_special_tokens=True)
+def tokenize_segments(segments:list[tuple[str, bool]], tokenizer, max_length:int=512, train_on_prompt:bool=False, ref:str="")->Features|Problem:
+    "Tokenize (text, trained) pieces as one text, label only the trained pieces' tokens, append EOS; a Problem if nothing is left to learn."
+    text, spans, at = "", [], 0
+    for piece, trained in segments:
+        if trained: spans.append((at, at + len(piece)))
+        text += piece; at += len(piece)
+    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
     ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
-    start = len(prompt)
-    is_response = [s >= start and e > s for s, e in offsets]
-    ids.append(tokenizer.eos_token_id); is_response.append(True)
-    labels = [t if (r or train_on_prompt) else IGNORE_INDEX for t, r in zip(ids, is_response)]
+    is_trained = [e > s and any(a <= s < b for a, b in spans) for s, e in offsets]
+    if not (tokenizer.eos_token and text.rstrip().endswith(tokenizer.eos_token)): ids.append(tokenizer.eos_token_id); is_trained.append(True)
+    labels = [t if (r or train_on_prompt) else IGNORE_INDEX for t, r in zip(ids, is_trained)]
     truncated = len(ids) > max_length
-    ids, labels = ids[:max_length], labels[:max_length]
-    f = Features(ref, ids, labels, truncated)
-    if not any(r for r in is_response[:max_length]):
-        n_prompt = sum(not r for r in is_response)
+    f = Features(ref, ids[:max_length], labels[:max_length], truncated)
+    if not any(is_trained[:max_length]):
+        n_prompt = next((i for i, r in enumerate(is_trained) if r), len(ids))
         return Problem(ref, f"response entirely cut off by max_length={max_length} (the prompt alone is {n_prompt} tokens): nothing to learn")
     return f
+
+def tokenize_example(prompt:str, response:str, tokenizer, max_length:int=512, train_on_prompt:bool=False, ref:str="")->Features|Problem:
+    "Tokenize prompt+response as one text, mask the prompt's labels, append EOS; a Problem if nothing is left to learn."
+    return tokenize_segments([(prompt, False), (response, True)], tokenizer, max_length, train_on_prompt, ref)
 
 # %% ../nbs/02_data.ipynb #de148912
 @dataclass
@@ -296,8 +406,7 @@ def tokenize_examples(examples:list[Example], tokenizer, template:str="plain", m
     "Format and tokenize every example; strict raises on any example with nothing to learn."
     feats, problems = [], []
     for ex in examples:
-        prompt, response = format_example(ex, template, tokenizer)
-        f = tokenize_example(prompt, response, tokenizer, max_length, train_on_prompt, ex.ref)
+        f = tokenize_segments(format_segments(ex, template, tokenizer), tokenizer, max_length, train_on_prompt, ex.ref)
         if isinstance(f, Problem): f.id = ex.id; problems.append(f)
         else: feats.append(f)
     if strict and problems: raise DataError(problems, "examples with no supervised tokens")
@@ -383,8 +492,7 @@ def dataset_stats(examples:list[Example], tokenizer, template:str="plain", max_l
     "Counts, per-task counts and token-length distributions of a dataset."
     prompt_lens, resp_lens, total, tasks = [], [], [], {}
     for ex in examples:
-        p, r = format_example(ex, template, tokenizer)
-        f = tokenize_example(p, r, tokenizer, 10**9)
+        f = tokenize_segments(format_segments(ex, template, tokenizer), tokenizer, 10**9)
         n_resp = f.n_supervised; prompt_lens.append(len(f.input_ids) - n_resp); resp_lens.append(n_resp); total.append(len(f.input_ids))
         t = ex.meta.get("task", "(none)"); tasks[t] = tasks.get(t, 0) + 1
     return dict(examples=len(examples), tasks=dict(sorted(tasks.items())), prompt_tokens=_dist(prompt_lens), response_tokens=_dist(resp_lens),

@@ -1,11 +1,9 @@
 "The data CLI as a user runs it, and property-based checks of formatting, masking and loading."
-import json, string
-from pathlib import Path
+import json
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 from conftest import run_cli
-from llmft.data import (Example, format_example, tokenize_example, load_examples, DataError, Problem, IGNORE_INDEX,
-                        TEMPLATES, sample_dataset_dir)
+from llmft.data import (Example, format_example, tokenize_example, load_examples, DataError, Problem, sample_dataset_dir)
 
 DEFECTS = [
     '{"id": "a1", "instruction": "Add 1 and 2.", "output": "3"}',
@@ -90,3 +88,62 @@ def test_loader_never_crashes_nor_drops_silently(tmp_path_factory, records):
     with open(f, encoding="utf-8") as fh: lines = [i for i, l in enumerate(fh, 1) if l.strip()]
     kept, dropped = {e.ref for e in rep.examples}, set(rep.dropped)
     assert kept | dropped == {f"d.jsonl:{i}" for i in lines} and not kept & dropped
+
+# What a new user brings: a hub id offline, the shipped sample by name, an Excel CSV, a ShareGPT file, an OpenAI file with weights.
+
+def one_line_error(r, rc=2):
+    assert r.returncode == rc and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, (r.returncode, r.stderr[-3000:])
+    return r.stderr.strip()
+
+def test_cli_hub_id_offline_is_one_clear_line():
+    err = one_line_error(run_cli("data", "validate", "tatsu-lab/alpaca"))
+    assert err.startswith("llmft data: error: tatsu-lab/alpaca: no such file or folder here, and not loadable as a Hugging Face hub dataset: offline mode is on")
+    assert "give a local .json/.jsonl/.csv/.parquet file" in err
+
+def test_cli_train_on_a_missing_folder_is_one_clear_line(tmp_path):
+    err = one_line_error(run_cli("train", f"output_dir={tmp_path}", "tracking.enabled=false", "data.train=some/missing_folder"))
+    assert "some/missing_folder: no such file or folder here" in err
+    err = one_line_error(run_cli("train", f"output_dir={tmp_path}", "tracking.enabled=false", f"data.train={tmp_path/'nope'/'deeper'/'x'}"))
+    assert err.endswith("x: no such file or folder")
+
+def test_cli_sample_is_the_shipped_dataset():
+    r = run_cli("data", "validate", "sample")
+    assert r.returncode == 0 and "sample: 3000 records, schema alpaca, 3000 valid, 0 with problems" in r.stderr, r.stderr
+    r = run_cli("data", "validate", "sample", "--split", "test")
+    assert r.returncode == 0 and "200 valid" in r.stderr, r.stderr
+
+def test_cli_excel_csv_with_byte_order_mark(tmp_path):
+    f = tmp_path/"excel.csv"
+    f.write_bytes("\ufeffinstruction,input,output\r\nAdd 1 and 2.,,3\r\n\"Say \"\"hi\"\"\",,hi\r\n".encode("utf-8"))
+    r = run_cli("data", "validate", f, "--out", tmp_path/"clean.jsonl")
+    assert r.returncode == 0 and "2 records, schema alpaca, 2 valid" in r.stderr, r.stderr
+    assert [json.loads(l)["instruction"] for l in (tmp_path/"clean.jsonl").read_text().splitlines()] == ["Add 1 and 2.", 'Say "hi"']
+
+SHAREGPT = [{"id": "s1", "conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Add 1 and 2."}, {"from": "gpt", "value": "3"}]},
+            {"id": "s2", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}, {"from": "human", "value": "Reverse abc."}, {"from": "gpt", "value": "cba"}]},
+            {"id": "s3", "conversations": [{"from": "human", "value": "Hi"}, {"from": "robot", "value": "x"}]}]
+
+def test_cli_sharegpt_file_is_detected_and_named_by_its_fields(tmp_path):
+    f = tmp_path/"sg.json"; f.write_text(json.dumps(SHAREGPT))
+    for extra in ((), ("--schema", "sharegpt")):
+        r = run_cli("data", "validate", f, *extra)
+        assert r.returncode == 1, r.stderr
+        assert r.stdout.splitlines() == ["sg.json[2] (id=s3): field 'conversations[1].from' must be one of system, human, user, gpt, assistant, got 'robot'"]
+        assert "schema sharegpt, 2 valid, 1 with problems" in r.stderr
+    r = run_cli("data", "preview", f, "--template", "chat", "-n", "2")
+    assert r.returncode == 0, r.stderr
+    assert "[trained]\nHello</s>" in r.stdout and "[trained]\ncba</s>" in r.stdout and "<|system|>\nBe brief." in r.stdout
+
+OPENAI = [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello", "weight": 0},
+                        {"role": "user", "content": "Add 1 and 2."}, {"role": "assistant", "content": "3", "name": "calc"}]},
+          {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Reverse abc."}, {"role": "assistant", "content": "cba"}]}]
+
+def test_cli_openai_file_trains_every_weighted_assistant_turn_and_names_unused_fields(tmp_path):
+    f = tmp_path/"oa.jsonl"; f.write_text("\n".join(json.dumps(r) for r in OPENAI) + "\n")
+    r = run_cli("data", "validate", f)
+    assert r.returncode == 0 and "schema chat, 2 valid" in r.stderr, r.stderr
+    assert "oa.jsonl: field 'messages[].name' is not used (in 1 example, first at oa.jsonl:1)" in r.stderr
+    r = run_cli("data", "preview", f, "--template", "chat", "-n", "2")
+    first, second = r.stdout.split("--- oa.jsonl:2")
+    assert "[trained]\n3</s>" in first and "[trained]\nHello" not in first  # weight 0: shown, not trained
+    assert "[trained]\nHello</s>" in second and "[trained]\ncba</s>" in second  # no weights: every assistant turn
