@@ -4,22 +4,23 @@
 
 # %% ../nbs/03_lora.ipynb #c5f00f42
 from __future__ import annotations
-import functools, inspect, json, math, os, sys, time, shutil
+import functools, inspect, json, os, sys, time, uuid
 from pathlib import Path
 from typing import Literal
 from pydantic import Field
 from .core import Config, require, fingerprint, perplexity, shifted_nll, IGNORE_INDEX
-from .data import load_examples, tokenize_examples, pack_features, collate, sample_dataset_dir, DataError, Features
+from .data import load_examples, tokenize_examples, pack_features, collate, Features
 from .base import resolve_model
 from .memory import lean_activations
 
 # %% auto #0
-__all__ = ['LoraSettings', 'linear_layer_names', 'apply_lora', 'trainable_report', 'scale_at_rank', 'DataSettings',
+__all__ = ['RUN_RECORD', 'LoraSettings', 'linear_layer_names', 'apply_lora', 'trainable_report', 'scale_at_rank', 'DataSettings',
            'QuantSettings', 'TrackingSettings', 'TrainConfig', 'FeatureDataset', 'feature_collator', 'prepare_data',
-           'TrainingDiverged', 'dataset_nll', 'load_base', 'packed_segment_index', 'packed_attention',
-           'use_packed_attention', 'training_arguments', 'build_trainer', 'save_adapter', 'checkpoint_problem',
-           'adapter_file_problem', 'latest_checkpoint', 'check_output_dir', 'train', 'load_finetuned',
-           'check_adapter_matches', 'stop_after_step', 'export_merged']
+           'TrainingDiverged', 'dataset_nll', 'load_tokenizer', 'load_base_model', 'load_base', 'packed_segment_index',
+           'packed_attention', 'use_packed_attention', 'training_arguments', 'build_trainer', 'save_adapter',
+           'checkpoint_problem', 'adapter_file_problem', 'latest_checkpoint', 'check_output_dir', 'own_checkpoint',
+           'start_training', 'checkpoint_stamp', 'train', 'load_finetuned', 'check_adapter_matches', 'stop_after_step',
+           'export_merged']
 
 # %% ../nbs/03_lora.ipynb #fb211e36
 class LoraSettings(Config):
@@ -186,22 +187,20 @@ def feature_collator(pad_id:int):
     "A Trainer data collator: dict items back to `Features`, then `collate`."
     return lambda items: collate([Features(**i) for i in items], pad_id)
 
-def _data_path(name:str, split:str)->str:
-    return str(sample_dataset_dir()/f"{split}.jsonl") if name == "sample" else name
-
 def prepare_data(cfg:TrainConfig, tokenizer)->dict:
     "Load, validate, tokenize (and pack) the train and eval data."
     d, out = cfg.data, {}
     for split, name in (("train", d.train), ("validation", d.eval)):
         if name is None: out[split] = None; continue
-        rep = load_examples(_data_path(name, split), d.data_schema, d.columns, strict=d.strict)
+        rep = load_examples(name, d.data_schema, d.columns, strict=d.strict, split=split)
+        for note in rep.notes: print(f"{rep.source}: {note}", file=sys.stderr)
         limit = d.max_train_examples if split == "train" else d.max_eval_examples
         examples = rep.examples[:limit] if limit else rep.examples
         tokd = tokenize_examples(examples, tokenizer, d.template, d.max_length, d.train_on_prompt, strict=d.strict)
         feats = pack_features(tokd.features, d.max_length) if d.packing and split == "train" else tokd.features
         out[split] = FeatureDataset(feats)
         out[f"{split}_info"] = dict(source=rep.source, examples=len(tokd.features), dropped=len(rep.dropped) + len(tokd.problems),
-                                    truncated=tokd.truncated, fingerprint=fingerprint([e.__dict__ for e in examples]), sequences=len(feats))
+                                    truncated=tokd.truncated, fingerprint=fingerprint([e.__dict__ for e in examples]), sequences=len(feats), notes=rep.notes)
     return out
 
 # %% ../nbs/03_lora.ipynb #cde0eabd
@@ -249,17 +248,26 @@ def dataset_nll(model, dataset, collator, batch_size:int=16)->dict:
     return dict(loss=nll / n, perplexity=perplexity(nll, n), tokens=n)
 
 # %% ../nbs/03_lora.ipynb #61fe2f4c
-def load_base(cfg:TrainConfig):
-    "The base model and tokenizer of a training config (4-bit when `quantization.bits` is 4)."
-    tf, torch = require("transformers"), require("torch")
-    path = resolve_model(cfg.model, 0)
-    tok = tf.AutoTokenizer.from_pretrained(path)
+def load_tokenizer(path:str):
+    "The tokenizer of a model folder, with a pad token (the EOS token when it has none)."
+    tok = require("transformers").AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None: tok.pad_token = tok.eos_token
+    return tok
+
+def load_base_model(cfg:TrainConfig, path:str|None=None):
+    "The base model of a training config: 4-bit when `quantization.bits` is 4, else bf16 on a GPU that has it, fp32 elsewhere."
+    tf, torch = require("transformers"), require("torch")
+    path = path or resolve_model(cfg.model, 0)
     if cfg.quantization.bits == 4:
         from llmft.qlora import load_4bit_base
-        return load_4bit_base(path, cfg.quantization), tok
+        return load_4bit_base(path, cfg.quantization)
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-    return tf.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True), tok  # never unpickle weights
+    return tf.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True)  # never unpickle weights
+
+def load_base(cfg:TrainConfig):
+    "The base model and tokenizer of a training config (4-bit when `quantization.bits` is 4)."
+    path = resolve_model(cfg.model, 0)
+    return load_base_model(cfg, path), load_tokenizer(path)
 
 # %% ../nbs/03_lora.ipynb #273e501b
 _segment_cache = [None, None]
@@ -347,13 +355,15 @@ def build_trainer(cfg:TrainConfig, callbacks:list=())->tuple:
     "(trainer, data info) for a config: base loaded, LoRA applied, data prepared."
     tf = require("transformers")
     tf.set_seed(cfg.seed)
-    model, tok = load_base(cfg)
+    path = resolve_model(cfg.model, 0)
+    tok = load_tokenizer(path)
+    data = prepare_data(cfg, tok)  # before the model: bad data stops the run before anything heavy loads
+    model = load_base_model(cfg, path)
     model.config.use_cache = False  # nothing reads a KV cache in training, and with one transformers stops keeping packed examples apart
     model = apply_lora(model, cfg.lora)
     if cfg.lean_activations: lean_activations(model, mlp=None if cfg.gradient_checkpointing else cfg.mlp_activations)
     if cfg.data.packing and model.config._attn_implementation == "sdpa": use_packed_attention(model)
     if cfg.gradient_checkpointing: model.enable_input_require_grads()
-    data = prepare_data(cfg, tok)
     trainer = _trainer_class()(model=model, args=training_arguments(cfg), train_dataset=data["train"], eval_dataset=data["validation"],
                                data_collator=feature_collator(tok.pad_token_id), processing_class=tok, callbacks=list(callbacks))
     return trainer, {k: v for k, v in data.items() if k.endswith("_info")}
@@ -387,10 +397,14 @@ def adapter_file_problem(folder:Path)->str|None:
     except Exception as e: return f"adapter_model.safetensors is corrupt or truncated ({type(e).__name__}: {e})"
     return None
 
+def _newest_first(checkpoints:Path)->list[Path]:
+    step = lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1
+    return sorted(Path(checkpoints).glob("checkpoint-*"), key=step, reverse=True)
+
 def latest_checkpoint(checkpoints:Path)->Path|None:
     "The newest complete checkpoint under `checkpoints`, skipping (with a warning) any cut off mid-save."
     import warnings
-    for ckpt in sorted(Path(checkpoints).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1, reverse=True):
+    for ckpt in _newest_first(checkpoints):
         problem = checkpoint_problem(ckpt)
         if problem is None: return ckpt
         warnings.warn(f"not resuming from {ckpt}: {problem}")
@@ -407,16 +421,65 @@ def check_output_dir(out:Path, min_free_mb:int=200):
     free_mb = shutil.disk_usage(out).free / 2**20
     if free_mb < min_free_mb: raise OSError(f"only {free_mb:.0f} MB free where output_dir {out} is; need at least {min_free_mb} MB (min_free_mb)")
 
+# %% ../nbs/03_lora.ipynb #f4ab5fbe
+RUN_RECORD = "llmft_train.json"  # in OUTPUT/ and in each checkpoint: {"train_id": ...}
+
+def _main_process()->bool: return int(os.environ.get("RANK", "0")) == 0
+
+def _train_id(folder:Path)->str|None:
+    f = Path(folder)/RUN_RECORD
+    try: return json.loads(f.read_text())["train_id"] if f.exists() else None
+    except (ValueError, KeyError): return None
+
+def own_checkpoint(checkpoints:Path, train_id:str)->Path|None:
+    "The newest complete checkpoint the run `train_id` saved, skipping (with a warning) unstamped ones; one saved by another run is an error."
+    import warnings
+    for ckpt in _newest_first(checkpoints):
+        problem, theirs = checkpoint_problem(ckpt), _train_id(ckpt)
+        if problem is None and theirs not in (None, train_id):
+            raise ValueError(f"cannot resume from {ckpt}: it belongs to another run (train id {theirs}; {Path(checkpoints).parent/RUN_RECORD} "
+                             f"records run {train_id}): train into another output_dir")
+        if problem is None and theirs is None: problem = f"it has no {RUN_RECORD} (the run stopped while saving, or another program wrote it)"
+        if problem is None: return ckpt
+        warnings.warn(f"not resuming from {ckpt}: {problem}")
+    return None
+
+# %% ../nbs/03_lora.ipynb #dda7f4d1
+def start_training(cfg:TrainConfig)->tuple[str, Path|None]:
+    "Check `output_dir` for this run and record it; returns (the run's id, the checkpoint to resume from or None)."
+    out = Path(cfg.output_dir); check_output_dir(out, cfg.min_free_mb)
+    record, ckpts = out/RUN_RECORD, out/"checkpoints"
+    if not cfg.resume:
+        old = [p.name for p in _newest_first(ckpts)][::-1]
+        if old: raise FileExistsError(f"{ckpts} holds checkpoints of an earlier run ({', '.join(old)}): continue that run with resume=true, "
+                                      f"or train into another output_dir (or delete {ckpts})")
+        train_id = uuid.uuid4().hex[:16]
+        if _main_process(): record.write_text(json.dumps(dict(train_id=train_id, model=cfg.model, started=time.strftime("%Y-%m-%dT%H:%M:%S")), indent=2))
+        return train_id, None
+    train_id = _train_id(out)
+    ckpt = own_checkpoint(ckpts, train_id) if train_id else latest_checkpoint(ckpts)
+    if ckpt is None: raise FileNotFoundError(f"resume=true but {ckpts} has no complete checkpoint" + (" of this run" if train_id else ""))
+    if train_id is None: raise FileNotFoundError(f"resume=true but {record} is missing: {out} was not started by llmft train, so {ckpt.name} cannot be checked to be its own")
+    return train_id, ckpt
+
+def checkpoint_stamp(train_id:str):
+    "A TrainerCallback writing the run's id into every checkpoint it saves (main process only)."
+    tf = require("transformers")
+    class CheckpointStamp(tf.TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            ckpt = Path(args.output_dir)/f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and ckpt.is_dir(): (ckpt/RUN_RECORD).write_text(json.dumps(dict(train_id=train_id, step=state.global_step)))
+    return CheckpointStamp()
+
 # %% ../nbs/03_lora.ipynb #9f2a8f5e
 def train(cfg:TrainConfig,          # the training configuration
           callbacks:list=(),       # extra TrainerCallbacks; those with `on_data(info)` also get the data info
+          start:tuple|None=None,   # (train id, checkpoint) from `start_training`, when the caller already checked the folder
          )->dict:                   # summary: adapter folder, final eval metrics, data info, timings
     "Fine-tune with LoRA (or QLoRA), resume if asked, save the adapter; returns a summary."
     out = Path(cfg.output_dir)
-    check_output_dir(out, cfg.min_free_mb)
-    resume_from = latest_checkpoint(out/"checkpoints") if cfg.resume else None
-    if cfg.resume and resume_from is None: raise FileNotFoundError(f"resume=true but {out/'checkpoints'} has no complete checkpoint")
-    trainer, info = build_trainer(cfg, callbacks)
+    train_id, resume_from = start or start_training(cfg)
+    trainer, info = build_trainer(cfg, [checkpoint_stamp(train_id), *callbacks])
     for cb in callbacks:
         if hasattr(cb, "on_data"): cb.on_data(info)  # e.g. tracking records the dataset fingerprints
     t0 = time.time()
@@ -424,8 +487,8 @@ def train(cfg:TrainConfig,          # the training configuration
     seconds = time.time() - t0
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
     adapter = out/"adapter"
-    if trainer.is_world_process_zero(): save_adapter(trainer.model, trainer.processing_class, cfg, adapter, dict(data=info))
-    summary = dict(adapter=str(adapter), steps=trainer.state.global_step, train_seconds=round(seconds, 2),
+    if trainer.is_world_process_zero(): save_adapter(trainer.model, trainer.processing_class, cfg, adapter, dict(data=info, train_id=train_id))
+    summary = dict(adapter=str(adapter), steps=trainer.state.global_step, train_seconds=round(seconds, 2), train_id=train_id,
                    train_loss=result.training_loss, tokens_per_s=round(trainer._tokens / max(seconds, 1e-9), 1),
                    **{k: v for k, v in metrics.items()}, trainable=trainable_report(trainer.model), data=info,
                    log_history=trainer.state.log_history)
@@ -437,7 +500,7 @@ def load_finetuned(adapter_dir:str|Path, # a folder written by `save_adapter`
                    merged:bool=False,     # merge the adapter into the weights (full-precision bases only)
                   ):
     "Rebuild base + adapter (quantized as trained) from an adapter folder; returns (model, tokenizer)."
-    peft, tf = require("peft"), require("transformers")
+    peft = require("peft")
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir/"adapter_config.json").exists(): raise FileNotFoundError(f"{adapter_dir}: not an adapter folder (no adapter_config.json)")
     meta_file = adapter_dir/"llmft_adapter.json"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from .core import require
-from .lora import QuantSettings, TrainConfig, load_finetuned, linear_layer_names, resolve_model
+from .lora import QuantSettings, load_finetuned, linear_layer_names, resolve_model, dataset_nll
 
 # %% auto #0
 __all__ = ['bnb_config', 'disable_cpu_repack', 'load_4bit_base', 'quantization_report', 'gradient_watch', 'merge_4bit_adapter',

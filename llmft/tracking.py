@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, os, time, math
 from pathlib import Path
 from .core import require
-from .lora import TrainConfig, TrackingSettings, train
+from .lora import TrainConfig, TrackingSettings, train, start_training
 from .pipeline import library_versions, git_commit, machine_info
 
 # %% auto #0
@@ -47,7 +47,7 @@ def _tracker_class():
     tf = require("transformers")
     class MlflowTracker(tf.TrainerCallback):
         "Records a training run in MLflow (see the chapter text)."
-        def __init__(self, cfg:TrainConfig, run_id:str|None=None):
+        def __init__(self, cfg:TrainConfig, run_id:str|None=None, train_id:str|None=None):
             self.cfg, self.client = cfg, None
             self.client, exp_id = mlflow_client(cfg.tracking)
             if run_id is None:
@@ -59,7 +59,8 @@ def _tracker_class():
                 self.client.update_run(run_id, status="RUNNING")
                 self.client.set_tag(run_id, "resumed_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
             out = Path(cfg.output_dir); out.mkdir(parents=True, exist_ok=True)
-            (out/"llmft_run.json").write_text(json.dumps(dict(run_id=self.run_id, tracking_uri=tracking_uri(cfg.tracking), experiment=cfg.tracking.experiment), indent=2))
+            (out/"llmft_run.json").write_text(json.dumps(dict(run_id=self.run_id, tracking_uri=tracking_uri(cfg.tracking), experiment=cfg.tracking.experiment,
+                                                              train_id=train_id), indent=2))
         def _log_params(self):
             mlflow = require("mlflow")
             params = [mlflow.entities.Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in flatten(self.cfg.model_dump(by_alias=True)).items()]
@@ -90,19 +91,21 @@ def _tracker_class():
             self.client.set_terminated(self.run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
     return MlflowTracker
 
-def MlflowTracker(cfg:TrainConfig, run_id:str|None=None):
-    "A TrainerCallback recording the run in MLflow; `run_id` continues an existing run."
-    return _tracker_class()(cfg, run_id)
+def MlflowTracker(cfg:TrainConfig, run_id:str|None=None, train_id:str|None=None):
+    "A TrainerCallback recording the run in MLflow; `run_id` continues an existing run; `train_id` is llmft's id of the training run."
+    return _tracker_class()(cfg, run_id, train_id)
 
 # %% ../nbs/05_tracking.ipynb #6dc7b890
 def train_tracked(cfg:TrainConfig, callbacks:list=())->dict:
-    "Train with MLflow tracking; a resumed run continues the MLflow run recorded in the output folder."
+    "Train with MLflow tracking; a resumed run continues the MLflow run recorded for it in the output folder."
     if not cfg.tracking.enabled or int(os.environ.get("RANK", "0")) != 0: return train(cfg, callbacks)  # one record per run: rank 0's
+    start = start_training(cfg)
     run_file = Path(cfg.output_dir)/"llmft_run.json"
-    run_id = json.loads(run_file.read_text())["run_id"] if cfg.resume and run_file.exists() else None
-    tracker = MlflowTracker(cfg, run_id)
+    recorded = json.loads(run_file.read_text()) if cfg.resume and run_file.exists() else {}
+    run_id = recorded.get("run_id") if recorded.get("train_id") == start[0] else None
+    tracker = MlflowTracker(cfg, run_id, train_id=start[0])
     try:
-        summary = train(cfg, [tracker, *callbacks])
+        summary = train(cfg, [tracker, *callbacks], start)
         tracker.finish(summary)
     except BaseException as e:
         tracker.fail(e); raise
