@@ -5,16 +5,16 @@
 # %% ../nbs/06_eval.ipynb #842a0df4
 from __future__ import annotations
 import base64, html, io, json, math, random, re, time
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 from .core import require, fingerprint, perplexity, IGNORE_INDEX
-from .data import Features, Example, DataError, collate, format_example, tokenize_example, load_examples
+from .data import Features, Example, DataError, Problem, collate, format_example, tokenize_example, load_examples
 
 # %% auto #0
 __all__ = ['METRICS', 'HTML_STYLE', 'sliding_windows', 'score_features', 'text_features', 'perplexity_report', 'normalize',
-           'check_answer', 'generate_answers', 'paired_bootstrap', 'perplexity_bootstrap', 'EvalSettings',
-           'evaluate_model', 'compare', 'evaluate_models', 'eval_plots', 'eval_markdown', 'examples_table',
-           'markdown_to_html', 'loss_history_of', 'write_report']
+           'check_answer', 'expected_problem', 'check_expected', 'generate_answers', 'paired_bootstrap',
+           'perplexity_bootstrap', 'EvalSettings', 'evaluate_model', 'compare', 'evaluate_models', 'eval_plots',
+           'eval_markdown', 'headline', 'examples_table', 'markdown_to_html', 'loss_history_of', 'write_report']
 
 # %% ../nbs/06_eval.ipynb #0d775ccb
 def sliding_windows(f:Features, window:int, stride:int)->list[Features]:
@@ -88,9 +88,27 @@ def check_answer(got:str, expected:str, metric:str="exact", tolerance:float=1e-6
         try: value = json.loads(got)
         except ValueError: return False
         try: want = json.loads(expected)
-        except ValueError: return True
+        except ValueError: raise ValueError(f"json metric but the expected answer {expected!r} is not valid JSON") from None
         return all(value.get(k) == v for k, v in want.items()) if isinstance(want, dict) and isinstance(value, dict) else value == want
     raise ValueError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
+
+# %% ../nbs/06_eval.ipynb #42a53345
+def expected_problem(expected:str, metric:str)->str|None:
+    "Why `metric` cannot check answers against `expected`, or None."
+    if metric not in METRICS: return f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}"
+    if metric == "numeric" and _NUM.search(expected) is None: return f"has no number, which the numeric metric needs: {expected!r}"
+    if metric == "regex":
+        try: re.compile(expected)
+        except re.error as e: return f"is not a valid regular expression ({e}): {expected!r}"
+    if metric == "json":
+        try: json.loads(expected)
+        except ValueError: return f"is not valid JSON, which the json metric needs: {expected!r}"
+    return None
+
+def check_expected(examples:list[Example], default_metric:str="exact"):
+    "Raise a `DataError` naming every example whose expected answer its metric cannot use."
+    problems = [Problem(e.ref, p, e.id, "output") for e in examples if (p := expected_problem(e.output, e.meta.get("metric", default_metric)))]
+    if problems: raise DataError(problems, "expected answers the metrics cannot check")
 
 # %% ../nbs/06_eval.ipynb #31c32903
 def generate_answers(model, tokenizer, prompts:list[str], max_new_tokens:int=16, batch_size:int=16)->list[str]:
@@ -148,7 +166,7 @@ class EvalSettings:
     max_examples: int|None = None     # cap on examples (the first N)
     tasks: list[str]|None = None      # only examples whose `task` is one of these
     metric: str = "exact"             # metric for examples without their own `metric`
-    template: str = "plain"
+    template: str|None = None         # None: the template recorded with the adapter, else "plain"
     max_length: int = 512
     max_new_tokens: int = 16
     batch_size: int = 16
@@ -194,30 +212,45 @@ def compare(base_result:dict, tuned_result:dict, s:EvalSettings)->dict:
     return out
 
 # %% ../nbs/06_eval.ipynb #d52d795e
-def evaluate_models(base:str,                      # base model: name, folder or hub id
-                    data:str|Path,                 # examples with expected answers (e.g. the sample test split)
-                    adapter:str|Path|None=None,    # adapter folder of the fine-tune
-                    tuned_model:str|Path|None=None,# or a merged fine-tuned model folder
-                    settings:EvalSettings=EvalSettings())->dict:
-    "Evaluate base and fine-tuned models on identical inputs; returns metrics, comparisons and per-example rows."
-    tf = require("transformers")
+def _load_models(base:str, adapter:str|Path|None, tuned_model:str|Path|None)->tuple:
+    "(tokenizer, base model, fine-tuned model or None), both models through the training loader at one precision."
     from llmft.base import resolve_model
-    from llmft.lora import load_finetuned, check_adapter_matches, adapter_file_problem
-    if adapter is not None and not Path(adapter).is_dir(): raise FileNotFoundError(f"adapter folder {adapter} does not exist")
-    examples = _select(load_examples(data).examples, settings)
+    from llmft.lora import TrainConfig, load_tokenizer, load_base_model, load_finetuned, check_adapter_matches, adapter_file_problem
     base_path = resolve_model(base)
-    tok = tf.AutoTokenizer.from_pretrained(base_path)
-    base_model = tf.AutoModelForCausalLM.from_pretrained(base_path).eval()
+    tok, base_model = load_tokenizer(base_path), load_base_model(TrainConfig(model=base_path)).eval()
+    tuned = None
     if adapter is not None:
         if (problem := adapter_file_problem(Path(adapter))): raise ValueError(f"{adapter}: {problem}")
         check_adapter_matches(base_model, Path(adapter))
         tuned, _ = load_finetuned(adapter)
-    elif tuned_model is not None: tuned = tf.AutoModelForCausalLM.from_pretrained(resolve_model(tuned_model)).eval()
-    else: tuned = None
+    elif tuned_model is not None: tuned = load_base_model(TrainConfig(model=resolve_model(tuned_model))).eval()
+    return tok, base_model, tuned
+
+def _adapter_template(adapter:str|Path|None)->str:
+    meta = Path(adapter)/"llmft_adapter.json" if adapter else None
+    return json.loads(meta.read_text()).get("template", "plain") if meta and meta.exists() else "plain"
+
+# %% ../nbs/06_eval.ipynb #a2e23076
+def evaluate_models(base:str,                      # base model: name, folder or hub id
+                    data:str|Path,                 # examples with expected answers: a file, folder, hub id or "sample"
+                    adapter:str|Path|None=None,    # adapter folder of the fine-tune
+                    tuned_model:str|Path|None=None,# or a merged fine-tuned model folder
+                    settings:EvalSettings=EvalSettings(),
+                    split:str="test",              # split of a folder, hub id or the sample
+                   )->dict:
+    "Evaluate base and fine-tuned models on identical inputs; returns metrics, comparisons and per-example rows."
+    if adapter is not None and not Path(adapter).is_dir(): raise FileNotFoundError(f"adapter folder {adapter} does not exist")
+    if settings.template is None: settings = replace(settings, template=_adapter_template(adapter))
+    examples = _select(load_examples(data, split=split).examples, settings)
+    check_expected(examples, settings.metric)
+    tok, base_model, tuned = _load_models(base, adapter, tuned_model)
     t0 = time.time()
     results = {"base": evaluate_model(base_model, tok, examples, settings)}
     if tuned is not None: results["tuned"] = evaluate_model(tuned, tok, examples, settings)
-    summary = {name: {k: r[k] for k in ("perplexity", "bits_per_byte", "tokens", "examples")} | dict(accuracy=sum(x["passed"] for x in r["rows"]) / len(r["rows"])) for name, r in results.items()}
+    summary = {name: {k: r[k] for k in ("perplexity", "bits_per_byte", "tokens", "examples")} | dict(accuracy=sum(x["passed"] for x in r["rows"]) / len(r["rows"]))
+               for name, r in results.items()}
+    for name, m in (("base", base_model), ("tuned", tuned)):
+        if m is not None: summary[name]["dtype"] = str(m.dtype).removeprefix("torch.")
     return dict(base=str(base), adapter=str(adapter) if adapter else None, data=str(data), settings=asdict(settings), seconds=round(time.time() - t0, 1),
                 summary=summary, comparison=compare(results["base"], results["tuned"], settings) if tuned is not None else None,
                 examples=[dict(b, got_tuned=t["got"], passed_tuned=t["passed"]) for b, t in zip(results["base"]["rows"], results.get("tuned", results["base"])["rows"])])
@@ -254,7 +287,7 @@ def _fmt_ci(r:dict, pct:bool=False)->str:
 def eval_markdown(ev:dict)->str:
     "The evaluation report as Markdown."
     s, cmp = ev["summary"], ev.get("comparison")
-    lines = [f"# Evaluation", "", f"Base `{ev['base']}`" + (f", adapter `{ev['adapter']}`" if ev["adapter"] else "") + f", data `{ev['data']}`.", "",
+    lines = ["# Evaluation", "", f"Base `{ev['base']}`" + (f", adapter `{ev['adapter']}`" if ev["adapter"] else "") + f", data `{ev['data']}`.", "",
              "| model | examples | scored tokens | perplexity | bits/byte | accuracy |", "|---|---|---|---|---|---|"]
     lines += [f"| {n} | {r['examples']} | {r['tokens']} | {r['perplexity']:.3f} | {r.get('bits_per_byte', float('nan')):.3f} | {100 * r['accuracy']:.1f}% |" for n, r in s.items()]
     if cmp:
@@ -263,10 +296,19 @@ def eval_markdown(ev:dict)->str:
                   f"- perplexity: {_fmt_ci(cmp['perplexity'])}", f"- accuracy: {_fmt_ci(cmp['accuracy'], True)}", "",
                   "| task | examples | base | fine-tuned | difference [95% CI] |", "|---|---|---|---|---|"]
         lines += [f"| {t} | {r['examples']} | {100 * r['base']:.1f}% | {100 * r['tuned']:.1f}% | {_fmt_ci(r, True)} |" for t, r in cmp["tasks"].items()]
-        verdicts = [cmp["perplexity"]["verdict"], cmp["accuracy"]["verdict"]]
-        lines += ["", "**The fine-tune improved on the base**" + (" in perplexity and accuracy." if verdicts == ["better", "better"] else f": perplexity {verdicts[0]}, accuracy {verdicts[1]}.")
-                  if "better" in verdicts else "**The fine-tune did not measurably improve on the base** (no interval excludes zero in its favour)."]
+        lines += ["", headline(cmp)]
     return "\n".join(lines) + "\n"
+
+def headline(cmp:dict)->str:
+    "One sentence on perplexity and accuracy together: improved, mixed (naming which way each went), worse, or no measurable change."
+    v = {k: cmp[k]["verdict"] for k in ("perplexity", "accuracy")}
+    better, worse = [k for k, x in v.items() if x == "better"], [k for k, x in v.items() if x == "worse"]
+    if len(better) == 2: return "**The fine-tune improved on the base** in perplexity and accuracy."
+    if better:
+        other = next(k for k in v if k not in better)
+        return f"**Mixed**: the fine-tune is better in {better[0]} but " + ("worse" if worse else "not significantly different") + f" in {other}."
+    if worse: return f"**The fine-tune is worse than the base** in {' and '.join(worse)}" + ("" if len(worse) == 2 else f", with no significant difference in {next(k for k in v if k not in worse)}") + "."
+    return "**The fine-tune did not measurably differ from the base** (no interval excludes zero)."
 
 # %% ../nbs/06_eval.ipynb #b0999d8b
 def examples_table(rows:list[dict], n:int=12)->str:
