@@ -9,9 +9,10 @@ __all__ = ['log', 'ROUTES', 'ServerSettings', 'Metrics', 'Service', 'merge', 'co
 # %% ../../nbs/09_serve_app.ipynb #5b744822
 import asyncio, hmac, json, logging, time, uuid, collections
 from contextlib import asynccontextmanager
+from fastcore.basics import patch
 from ..core import Config, require
 from .protocol import (APIError, CompletionRequest, ChatCompletionRequest, CompletionResponse, CompletionChoice, ChatCompletionResponse,
-    ChatChoice, ChatResponseMessage, ChatCompletionChunk, ChatChunkChoice, ChatDelta, Usage, ModelCard, ModelList, make_id, sse)
+    ChatChoice, ChatResponseMessage, ChatCompletionChunk, ChatChunkChoice, ChatDelta, Usage, ModelCard, ModelList, make_id, sse, check_fields)
 from .engine import Engine, EngineSettings, GenerationRequest, GenerationOutput, SamplingParams, make_engine
 
 # %% ../../nbs/09_serve_app.ipynb #d3c577e7
@@ -68,8 +69,12 @@ class Service:
         return want
     def chat_prompt_ids(self, req:ChatCompletionRequest)->list[int]:
         if not getattr(self.tok, "chat_template", None): raise APIError(400, "this model has no chat template: use /v1/completions", "messages")
-        text = self.tok.apply_chat_template([dict(role=m.role, content=m.text) for m in req.messages], tokenize=False, add_generation_prompt=req.add_generation_prompt)
+        text = self.tok.apply_chat_template([m.for_template() for m in req.messages], tokenize=False, add_generation_prompt=req.add_generation_prompt)
         return self.tok(text, add_special_tokens=not (self.tok.bos_token and text.startswith(self.tok.bos_token))).input_ids
+    def check_fields(self, req, state=None):
+        "Refuse fields this server does not implement (400); log unknown ones once, as a warning."
+        unknown = check_fields(req)
+        if unknown: log.warning("%s unknown field(s) ignored: %s", getattr(state, "request_id", "-"), ", ".join(unknown))
     def background(self, coro):
         "Run `coro` as a task that is kept referenced until done (unreferenced tasks can be garbage-collected unrun)."
         task = asyncio.ensure_future(coro)
@@ -124,77 +129,84 @@ def count_tokens(svc:Service, state, prompt:int, completion:int):
     svc.metrics.inc("prompt_tokens_total", prompt); svc.metrics.inc("completion_tokens_total", completion)
     if state is not None: state.usage = (prompt, completion)
 
+def _usage(prompt:int, finals)->Usage:
+    done = sum(o.completion_tokens for o in finals if o is not None)
+    return Usage(prompt_tokens=prompt, completion_tokens=done, total_tokens=prompt + done)
+
+def _failure(out:GenerationOutput)->APIError:
+    "The error an output with `error` becomes: 503 when the server ended the request, 500 when generation failed."
+    return APIError(503, out.error) if out.finish_reason == "abort" else APIError(500, f"generation failed: {out.error}")
+
+async def _collect(streams:list, texts:list[str])->list:
+    "Run the streams to their ends, adding each one's text to `texts[i]`; returns their last outputs; a failed output raises."
+    finals = [None] * len(streams)
+    async for i, out in merge(streams):
+        if out.error: raise _failure(out)
+        texts[i] += out.text
+        if out.finished: finals[i] = out
+    return finals
+
+# %% ../../nbs/09_serve_app.ipynb #35ad512b
+async def _sse(svc:Service, state, streams:list, prompt:int, chunk, usage_chunk, include_usage:bool, first:list=()):
+    "SSE lines: `first`, then `chunk(i, out)` for each output with text or an end, the usage chunk if asked, `[DONE]`; a failed output ends it with an error event."
+    finals = {}
+    for item in first: yield sse(item)
+    async for i, out in merge(streams):
+        if out.finished: finals[i] = out
+        if out.error:
+            count_tokens(svc, state, prompt, _usage(prompt, finals.values()).completion_tokens)
+            if out.finish_reason == "abort" and state is not None: state.aborted = out.error
+            yield sse(_failure(out).body()); yield sse("[DONE]"); return
+        if out.text or out.finished: yield sse(chunk(i, out))
+    usage = _usage(prompt, finals.values())
+    count_tokens(svc, state, prompt, usage.completion_tokens)
+    if include_usage: yield sse(usage_chunk(usage))
+    yield sse("[DONE]")
+
 async def complete(svc:Service, req:CompletionRequest, state=None):
     "Handle `/v1/completions`: a JSON response, or an SSE stream; `state` receives the token counts."
+    svc.check_fields(req, state)
     adapter = svc.adapter_for(req.model)
-    if req.logprobs is not None: raise APIError(400, "logprobs are not supported by this server", "logprobs")
     prompt_ids = [svc.tok(p).input_ids for p in req.prompts]
     limits = [svc.max_tokens(len(ids), req.max_tokens, 16) for ids in prompt_ids]
     rid = make_id("cmpl")
     gens = _requests(svc, req, prompt_ids, limits, adapter, rid)
-    streams = svc.submit(gens)
-    usage = lambda outs: Usage(prompt_tokens=sum(len(g.prompt_ids) for g in gens), completion_tokens=sum(o.completion_tokens for o in outs), total_tokens=sum(len(g.prompt_ids) for g in gens) + sum(o.completion_tokens for o in outs))
+    streams, prompt = svc.submit(gens), sum(len(ids) for ids in prompt_ids)  # each prompt once, whatever n is
     echo = lambda i: req.prompts[i // req.n] if req.echo else ""
+    response = lambda choices, usage=None: CompletionResponse(id=rid, model=req.model, choices=choices, usage=usage)
     if not req.stream:
-        texts, finals = [echo(i) for i in range(len(gens))], [None] * len(gens)
-        async for i, out in merge(streams):
-            if out.error: raise APIError(500, f"generation failed: {out.error}")
-            texts[i] += out.text
-            if out.finished: finals[i] = out
-        count_tokens(svc, state, sum(len(g.prompt_ids) for g in gens), sum(o.completion_tokens for o in finals))
-        return CompletionResponse(id=rid, model=req.model, choices=[CompletionChoice(index=i, text=t, finish_reason=f.finish_reason) for i, (t, f) in enumerate(zip(texts, finals))], usage=usage(finals))
-    async def events():
-        finals = {}
-        if req.echo:
-            for i in range(len(gens)): yield sse(CompletionResponse(id=rid, model=req.model, choices=[CompletionChoice(index=i, text=echo(i))]))
-        async for i, out in merge(streams):
-            if out.error:
-                yield sse(APIError(500, f"generation failed: {out.error}").body()); yield sse("[DONE]"); return
-            if out.finished: finals[i] = out
-            if out.text or out.finished:
-                yield sse(CompletionResponse(id=rid, model=req.model, choices=[CompletionChoice(index=i, text=out.text, finish_reason=out.finish_reason)]))
-        count_tokens(svc, state, sum(len(g.prompt_ids) for g in gens), sum(o.completion_tokens for o in finals.values()))
-        if req.include_usage: yield sse(CompletionResponse(id=rid, model=req.model, choices=[], usage=usage(list(finals.values()))))
-        yield sse("[DONE]")
-    return events()
+        texts = [echo(i) for i in range(len(gens))]
+        finals = await _collect(streams, texts)
+        count_tokens(svc, state, prompt, _usage(prompt, finals).completion_tokens)
+        return response([CompletionChoice(index=i, text=t, finish_reason=f.finish_reason) for i, (t, f) in enumerate(zip(texts, finals))], _usage(prompt, finals))
+    first = [response([CompletionChoice(index=i, text=echo(i))]) for i in range(len(gens))] if req.echo else []
+    return _sse(svc, state, streams, prompt, lambda i, out: response([CompletionChoice(index=i, text=out.text, finish_reason=out.finish_reason)]),
+                lambda usage: response([], usage), req.include_usage, first)
 
 # %% ../../nbs/09_serve_app.ipynb #8e28ff6b
 async def chat(svc:Service, req:ChatCompletionRequest, state=None):
     "Handle `/v1/chat/completions`: a JSON response, or an SSE stream of deltas; `state` receives the token counts."
+    svc.check_fields(req, state)
     adapter = svc.adapter_for(req.model)
     ids = svc.chat_prompt_ids(req)
     rid = make_id("chatcmpl")
     gens = _requests(svc, req, [ids], [svc.max_tokens(len(ids), req.limit, None)], adapter, rid)
-    streams = svc.submit(gens)
+    streams, prompt = svc.submit(gens), len(ids)  # the prompt once, whatever n is
+    chunk = lambda choices, usage=None: ChatCompletionChunk(id=rid, model=req.model, choices=choices, usage=usage)
     if not req.stream:
-        texts, finals = [""] * len(gens), [None] * len(gens)
-        async for i, out in merge(streams):
-            if out.error: raise APIError(500, f"generation failed: {out.error}")
-            texts[i] += out.text
-            if out.finished: finals[i] = out
-        done = sum(f.completion_tokens for f in finals)
-        count_tokens(svc, state, len(ids) * len(gens), done)
-        return ChatCompletionResponse(id=rid, model=req.model, usage=Usage(prompt_tokens=len(ids) * len(gens), completion_tokens=done, total_tokens=len(ids) * len(gens) + done),
+        texts = [""] * len(gens)
+        finals = await _collect(streams, texts)
+        usage = _usage(prompt, finals)
+        count_tokens(svc, state, prompt, usage.completion_tokens)
+        return ChatCompletionResponse(id=rid, model=req.model, usage=usage,
                                       choices=[ChatChoice(index=i, message=ChatResponseMessage(content=t), finish_reason=f.finish_reason) for i, (t, f) in enumerate(zip(texts, finals))])
-    async def events():
-        finals = {}
-        for i in range(len(gens)): yield sse(ChatCompletionChunk(id=rid, model=req.model, choices=[ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content=""))]))
-        async for i, out in merge(streams):
-            if out.error:
-                yield sse(APIError(500, f"generation failed: {out.error}").body()); yield sse("[DONE]"); return
-            if out.finished: finals[i] = out
-            if out.text or out.finished:
-                yield sse(ChatCompletionChunk(id=rid, model=req.model, choices=[ChatChunkChoice(index=i, delta=ChatDelta(content=out.text or None), finish_reason=out.finish_reason)]))
-        done = sum(f.completion_tokens for f in finals.values())
-        count_tokens(svc, state, len(ids) * len(gens), done)
-        if req.include_usage:
-            yield sse(ChatCompletionChunk(id=rid, model=req.model, choices=[], usage=Usage(prompt_tokens=len(ids) * len(gens), completion_tokens=done, total_tokens=len(ids) * len(gens) + done)))
-        yield sse("[DONE]")
-    return events()
+    first = [chunk([ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content=""))]) for i in range(len(gens))]
+    return _sse(svc, state, streams, prompt, lambda i, out: chunk([ChatChunkChoice(index=i, delta=ChatDelta(content=out.text or None), finish_reason=out.finish_reason)]),
+                lambda usage: chunk([], usage), req.include_usage, first)
 
 # %% ../../nbs/09_serve_app.ipynb #f64a9eb6
 class _BodyTooLarge(Exception): pass
-ROUTES = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/openapi.json", "/docs"}
+ROUTES = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/openapi.json", "/docs", "/redoc"}
 
 class Guard:
     "ASGI middleware: API key, body size limit, per-request log line and metrics."
@@ -236,7 +248,8 @@ class Guard:
             usage = scope["state"].get("usage") or (0, 0)
             endpoint = path if path in ROUTES else "other"  # never a label per arbitrary URL: that would grow without bound
             self.svc.metrics.inc("requests_total", endpoint=endpoint, status=status); self.svc.metrics.observe("request_seconds", secs)
-            log.info("%s %s %s %s prompt_tokens=%d completion_tokens=%d latency_ms=%.0f", rid, scope["method"], path, status, usage[0], usage[1], 1000 * secs)
+            ended = f" aborted ({scope['state']['aborted']})" if scope["state"].get("aborted") else ""
+            log.info("%s %s %s %s%s prompt_tokens=%d completion_tokens=%d latency_ms=%.0f", rid, scope["method"], path, status, ended, usage[0], usage[1], 1000 * secs)
 
 async def _send_json(send, status:int, body:dict):
     data = json.dumps(body).encode()
@@ -285,8 +298,8 @@ def create_app(settings:ServerSettings=ServerSettings(), engine:Engine|None=None
     async def lifespan(app):
         if getattr(engine, "state", "ok") == "starting": await engine.start()
         yield
-        await engine.shutdown(settings.drain_s)
-    app = fastapi.FastAPI(title="llmft", version=require("llmft").__version__, lifespan=lifespan)
+        await svc.begin_shutdown()
+    app = require("fastapi_offline", "serve").FastAPIOffline(title="llmft", version=require("llmft").__version__, lifespan=lifespan)  # /docs without a CDN
     app.state.service = svc
     err = lambda e: JSONResponse(e.body(), status_code=e.status)
     app.add_exception_handler(APIError, lambda r, e: err(e))
@@ -320,8 +333,20 @@ def create_app(settings:ServerSettings=ServerSettings(), engine:Engine|None=None
     return Guard(app, svc)
 
 # %% ../../nbs/09_serve_app.ipynb #fef72e13
+@patch
+def begin_shutdown(self:Service):
+    "Start draining the engine (once; later calls return the same task): running requests get `drain_s`, then end with an error output."
+    if getattr(self, "_shutdown", None) is None: self._shutdown = asyncio.ensure_future(self.engine.shutdown(self.s.drain_s))
+    return self._shutdown
+
 def serve(settings:ServerSettings):
     "Run `llmft serve` until interrupted."
     uvicorn = require("uvicorn", "serve")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=int(settings.drain_s) + 1)
+    app = create_app(settings)
+    class DrainingServer(uvicorn.Server):
+        "uvicorn's server, with the engine's drain started as soon as it stops accepting connections."
+        async def shutdown(self, sockets=None):
+            app.svc.begin_shutdown()
+            await super().shutdown(sockets)
+    DrainingServer(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=int(settings.drain_s) + 10)).run()

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/08_serve_engine.ipynb #8e8f97b5
 from __future__ import annotations
-import asyncio, functools, inspect, json, math, threading, time, collections, uuid, warnings
+import asyncio, functools, inspect, json, threading, time, collections, warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +14,9 @@ from ..core import Config, require
 from .protocol import SamplingFields, APIError
 
 # %% auto #0
-__all__ = ['SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'SlotKVCache', 'step_mask',
-           'next_tokens', 'visible_text', 'EngineBusy', 'incremental_text', 'load_serving_model', 'cache_argument',
-           'prepack_linear_weights', 'spare_memory_bytes', 'fuse_projections', 'in_passing_thread',
+__all__ = ['SHUTTING_DOWN', 'SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'SlotKVCache',
+           'step_mask', 'next_tokens', 'visible_text', 'EngineBusy', 'incremental_text', 'load_serving_model',
+           'cache_argument', 'prepack_linear_weights', 'spare_memory_bytes', 'fuse_projections', 'in_passing_thread',
            'TransformersEngine', 'StaticDecode', 'slot_forward_problem', 'SlotForward', 'vllm_cpu_plugin',
            'vllm_engine_args', 'lint_adapter', 'VLLMEngine', 'vllm_sampling_params', 'make_engine']
 
@@ -80,7 +80,8 @@ class Engine(ABC):
         "Queue a request (raising `APIError` at once if it is refused) and return the stream of its outputs."
         raise NotImplementedError
     @abstractmethod
-    async def abort(self, request_id:str): ...
+    async def abort(self, request_id:str, reason:str|None=None):
+        "End a request: its stream gets a last output with finish_reason `abort` (and `error=reason`, when the server ends it rather than its client)."
     @abstractmethod
     def health(self)->dict: ...
     def check_request(self, request:GenerationRequest):
@@ -368,7 +369,6 @@ class TransformersEngine(Engine):
         in_passing_thread(self._setup, settings, model, tokenizer)
 
     def _setup(self, settings:EngineSettings, model, tokenizer):
-        torch = require("torch")
         self.s = settings
         self.model, self.tokenizer = (model, tokenizer) if model is not None else load_serving_model(settings)
         self.model_name, self.adapters = settings.model, dict(settings.adapters)
@@ -384,7 +384,7 @@ class TransformersEngine(Engine):
         self.slot_forward = SlotForward(self.model, self.cache, compile=True) if compiled else None
         self.eos_id = self.tokenizer.eos_token_id
         self.waiting, self.running = collections.deque(), []
-        self._lock, self._wake, self._aborts = threading.Lock(), threading.Event(), set()
+        self._lock, self._wake, self._aborts = threading.Lock(), threading.Event(), {}  # request id -> reason (None: the client left)
         self._stop, self._accepting, self._thread, self.state, self._last_arrival, self._idle_since = False, True, None, "starting", 0.0, 0.0
         self.stats = collections.Counter(max_decode_query_len=0)
         graphs = settings.cuda_graphs and self.device.type == "cuda" and not self.adapters
@@ -408,8 +408,8 @@ class TransformersEngine(Engine):
                     max_batch=self.s.max_batch, max_model_len=self.max_model_len, adapters=list(self.adapters), cuda_graphs=self.graphs_note,
                     cpu_compile=self.compile_note)
 
-    async def abort(self, request_id:str):
-        with self._lock: self._aborts.add(request_id)
+    async def abort(self, request_id:str, reason:str|None=None):
+        with self._lock: self._aborts[request_id] = reason or self._aborts.get(request_id)
         self._wake.set()
 
 # %% ../../nbs/08_serve_engine.ipynb #6cb05b0d
@@ -754,14 +754,15 @@ def _warm_compiled(self:TransformersEngine):
 @patch
 def _apply_aborts(self:TransformersEngine):
     with self._lock:
-        ids, self._aborts = self._aborts, set()
-        dropped = [s for s in self.waiting if s.req.request_id in ids]
+        reasons, self._aborts = self._aborts, {}
+        dropped = [s for s in self.waiting if s.req.request_id in reasons]
         for s in dropped: self.waiting.remove(s)
-    stopped = [s for s in self.running if s.req.request_id in ids]
+    stopped = [s for s in self.running if s.req.request_id in reasons]
     self._release(stopped)
     for s in dropped + stopped:
         self.stats["aborted"] += 1
-        s.emit(GenerationOutput(s.req.request_id, finished=True, finish_reason="abort", prompt_tokens=len(s.req.prompt_ids), completion_tokens=len(s.generated)))
+        s.emit(GenerationOutput(s.req.request_id, finished=True, finish_reason="abort", prompt_tokens=len(s.req.prompt_ids), completion_tokens=len(s.generated),
+                                error=reasons[s.req.request_id]))
 
 @patch
 def _fail_all(self:TransformersEngine, error:Exception):
@@ -770,13 +771,16 @@ def _fail_all(self:TransformersEngine, error:Exception):
     self.stats["step_errors"] += 1
     for s in victims: s.emit(GenerationOutput(s.req.request_id, finished=True, finish_reason="error", error=f"{type(error).__name__}: {error}"))
 
+SHUTTING_DOWN = "server shutting down"
+
 @patch
 async def shutdown(self:TransformersEngine, drain_s:float=10.0):
-    "Stop accepting, let running and waiting requests finish for up to `drain_s` seconds, abort the rest."
+    "Stop accepting, let running and waiting requests finish for up to `drain_s` seconds, end the rest with an error output, stop."
     self._accepting, self.state, t0 = False, "stopping", time.time()
     while (self.running or self.waiting) and time.time() - t0 < drain_s: await asyncio.sleep(0.05)
-    for s in list(self.waiting) + list(self.running): await self.abort(s.req.request_id)
-    await asyncio.sleep(0.1)
+    for s in list(self.waiting) + list(self.running): await self.abort(s.req.request_id, SHUTTING_DOWN)
+    t1 = time.time()
+    while (self.running or self.waiting) and self._thread and self._thread.is_alive() and time.time() - t1 < 5: await asyncio.sleep(0.01)  # their last outputs are out
     self._stop = True; self._wake.set()
     if self._thread: await asyncio.to_thread(self._thread.join, 5)
 
@@ -825,7 +829,7 @@ class VLLMEngine(Engine):
         cfg = tf.AutoConfig.from_pretrained(self.path, trust_remote_code=s.trust_remote_code)
         self.max_model_len = s.max_model_len or cfg.max_position_embeddings
         self.llm, self._lora_ids, self.state = None, {name: i + 1 for i, name in enumerate(self.adapters)}, "starting"
-        self.inflight, self.stats, self._accepting = set(), collections.Counter(), True
+        self.inflight, self.stats, self._accepting, self._reasons, self._streams = set(), collections.Counter(), True, {}, 0
         if self.adapters:  # before the server starts, so a bad adapter is a one-line error
             from llmft.lora import linear_layer_names
             with require("torch").device("meta"): base = tf.AutoModelForCausalLM.from_config(cfg, trust_remote_code=s.trust_remote_code)  # layer names only, no weights
@@ -840,14 +844,17 @@ class VLLMEngine(Engine):
         n = len(self.inflight)
         return dict(status=self.state, model=self.model_name, engine="vllm", running=min(n, self.s.max_batch), waiting=max(0, n - self.s.max_batch),
                     max_batch=self.s.max_batch, max_model_len=self.max_model_len, adapters=list(self.adapters))
-    async def abort(self, request_id:str):
+    async def abort(self, request_id:str, reason:str|None=None):
         if request_id in self.inflight: self.inflight.discard(request_id); self.stats["aborted"] += 1
+        if reason: self._reasons[request_id] = reason
         if self.llm is not None: await self.llm.abort(request_id)
     async def shutdown(self, drain_s:float=10.0):
-        "Stop accepting, let in-flight requests finish for up to `drain_s` seconds, abort the rest, stop vLLM."
+        "Stop accepting, let in-flight requests finish for up to `drain_s` seconds, end the rest with an error output, stop vLLM."
         self._accepting, self.state, t0 = False, "stopping", time.time()
         while self.inflight and time.time() - t0 < drain_s: await asyncio.sleep(0.05)
-        for rid in list(self.inflight): await self.abort(rid)
+        for rid in list(self.inflight): await self.abort(rid, SHUTTING_DOWN)
+        t1 = time.time()
+        while self._streams and time.time() - t1 < 5: await asyncio.sleep(0.01)  # their last outputs are out
         if self.llm is not None: self.llm.shutdown()
     def generate(self, request:GenerationRequest)->AsyncIterator[GenerationOutput]:
         "Check and admit `request` now (vLLM queues it when the stream starts)."
@@ -870,16 +877,20 @@ async def _generate(self:VLLMEngine, r:GenerationRequest):
     from vllm.lora.request import LoRARequest
     lora = LoRARequest(r.adapter, self._lora_ids[r.adapter], self.adapters[r.adapter]) if r.adapter else None
     sent_text, sent_ids, done = "", 0, False
+    self._streams += 1
     try:
         async for out in self.llm.generate({"prompt_token_ids": r.prompt_ids}, vllm_sampling_params(r.params), r.request_id, lora_request=lora):
             c, done = out.outputs[0], out.finished
-            yield GenerationOutput(r.request_id, c.text[len(sent_text):], list(c.token_ids[sent_ids:]), done, c.finish_reason if done else None, len(r.prompt_ids), len(c.token_ids))
+            reason = c.finish_reason if done else None
+            yield GenerationOutput(r.request_id, c.text[len(sent_text):], list(c.token_ids[sent_ids:]), done, reason, len(r.prompt_ids), len(c.token_ids),
+                                   error=self._reasons.pop(r.request_id, None) if reason == "abort" else None)
             sent_text, sent_ids = c.text, len(c.token_ids)
     except Exception as e:  # the engine failed mid-request: stop it there and send an error event, not a broken stream
         self.stats["step_errors"] += 1; done = True
         self.inflight.discard(r.request_id); await self.llm.abort(r.request_id)
         yield GenerationOutput(r.request_id, finished=True, finish_reason="error", error=f"{type(e).__name__}: {e}")
     finally:
+        self._streams -= 1
         if done: self.inflight.discard(r.request_id)
         else: await self.abort(r.request_id)  # the consumer went away
 

@@ -4,15 +4,15 @@
 
 # %% ../../nbs/07_serve_protocol.ipynb #fca5140a
 from __future__ import annotations
-import math, time, uuid
-from typing import Literal, Any
+import json, time, uuid
+from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # %% auto #0
-__all__ = ['MAX_N', 'ErrorInfo', 'ErrorResponse', 'APIError', 'SamplingFields', 'CompletionRequest', 'ChatMessage',
-           'ChatCompletionRequest', 'Usage', 'make_id', 'CompletionChoice', 'CompletionResponse', 'ChatResponseMessage',
-           'ChatChoice', 'ChatCompletionResponse', 'ChatDelta', 'ChatChunkChoice', 'ChatCompletionChunk', 'ModelCard',
-           'ModelList', 'sse']
+__all__ = ['MAX_N', 'UNSUPPORTED', 'ErrorInfo', 'ErrorResponse', 'APIError', 'SamplingFields', 'CompletionRequest', 'ChatMessage',
+           'ChatCompletionRequest', 'check_fields', 'Usage', 'make_id', 'CompletionChoice', 'CompletionResponse',
+           'ChatResponseMessage', 'ChatChoice', 'ChatCompletionResponse', 'ChatDelta', 'ChatChunkChoice',
+           'ChatCompletionChunk', 'ModelCard', 'ModelList', 'sse']
 
 # %% ../../nbs/07_serve_protocol.ipynb #c4603b1d
 class ErrorInfo(BaseModel):
@@ -39,7 +39,7 @@ MAX_N = 8
 
 class SamplingFields(BaseModel):
     "Sampling parameters of the OpenAI API plus vLLM's extras."
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")  # unknown fields are kept, so that `check_fields` can refuse or report them
     model: str
     max_tokens: int|None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0.0, le=2.0, allow_inf_nan=False)
@@ -81,8 +81,6 @@ class CompletionRequest(SamplingFields):
     "`POST /v1/completions`: a prompt or a list of prompts (one result per prompt)."
     prompt: str|list[str]
     echo: bool = False
-    logprobs: int|None = None
-    suffix: str|None = None
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, v):
@@ -92,13 +90,17 @@ class CompletionRequest(SamplingFields):
     def prompts(self)->list[str]: return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str|list[dict]|None = None
+    name: str|None = None             # passed to the chat template, as vLLM does
     @property
     def text(self)->str:
         if isinstance(self.content, list): return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
         return self.content or ""
+    def for_template(self)->dict:
+        "The message as the chat template takes it."
+        return dict(role=self.role, content=self.text) | (dict(name=self.name) if self.name else {})
 
 class ChatCompletionRequest(SamplingFields):
     "`POST /v1/chat/completions`."
@@ -107,6 +109,47 @@ class ChatCompletionRequest(SamplingFields):
     add_generation_prompt: bool = True
     @property
     def limit(self)->int|None: return self.max_completion_tokens or self.max_tokens
+
+# %% ../../nbs/07_serve_protocol.ipynb #55559e62
+def _asks_nothing(*noop)->Callable:
+    "A check that a field is absent, null, or one of the values `noop` that ask for the default behaviour."
+    return lambda v: v is None or any(v == x and type(v) is type(x) for x in noop)
+
+_BOTH = dict(logit_bias=_asks_nothing({}), include_stop_str_in_output=_asks_nothing(False), bad_words=_asks_nothing([]),
+             response_format=_asks_nothing({"type": "text"}), structured_outputs=_asks_nothing(), guided_json=_asks_nothing(), guided_regex=_asks_nothing(),
+             guided_choice=_asks_nothing(), guided_grammar=_asks_nothing(), prompt_logprobs=_asks_nothing(), allowed_token_ids=_asks_nothing(),
+             truncate_prompt_tokens=_asks_nothing(), use_beam_search=_asks_nothing(False), length_penalty=_asks_nothing(1.0, 1), priority=_asks_nothing(0),
+             return_tokens_as_token_ids=_asks_nothing(False), store=_asks_nothing(False), service_tier=_asks_nothing("auto", "default"), prediction=_asks_nothing(),
+             audio=_asks_nothing(), modalities=_asks_nothing(["text"]), web_search_options=_asks_nothing(), reasoning_effort=_asks_nothing())
+UNSUPPORTED = {
+    "completions": _BOTH | dict(logprobs=_asks_nothing(), suffix=_asks_nothing("")),
+    "chat": _BOTH | dict(logprobs=_asks_nothing(False), top_logprobs=_asks_nothing(0), tools=_asks_nothing([]), tool_choice=_asks_nothing("none", "auto"),
+                         functions=_asks_nothing([]), function_call=_asks_nothing("none"), parallel_tool_calls=_asks_nothing(True, False),
+                         chat_template=_asks_nothing(), chat_template_kwargs=_asks_nothing({}), continue_final_message=_asks_nothing(False), documents=_asks_nothing()),
+}
+
+# %% ../../nbs/07_serve_protocol.ipynb #8667cb7e
+def _message_fields(messages:list[ChatMessage])->list[str]:
+    "Refuse message features this server does not implement; the unknown message fields' names."
+    unknown = []
+    for i, m in enumerate(messages):
+        extra = m.model_extra or {}
+        if m.role == "tool" or extra.get("tool_calls") or extra.get("function_call"):
+            field = f"messages[{i}]." + ("role" if m.role == "tool" else "tool_calls" if extra.get("tool_calls") else "function_call")
+            raise APIError(400, f"`{field}`: tool calls are not supported by this server", field)
+        for j, part in enumerate(m.content if isinstance(m.content, list) else []):
+            if part.get("type") != "text":
+                raise APIError(400, f"`messages[{i}].content[{j}]`: content part type {part.get('type')!r} is not supported by this server (text only)", f"messages[{i}].content")
+        unknown += [f"messages[{i}].{k}" for k in extra if k not in ("tool_calls", "function_call", "tool_call_id", "refusal")]
+    return unknown
+
+def check_fields(req:CompletionRequest|ChatCompletionRequest)->list[str]:
+    "Refuse (400) any field this server does not implement, unless it asks for nothing; return the names of unknown fields."
+    table, unknown = UNSUPPORTED["chat" if isinstance(req, ChatCompletionRequest) else "completions"], []
+    for name, value in (req.model_extra or {}).items():
+        if name not in table: unknown.append(name)
+        elif not table[name](value): raise APIError(400, f"`{name}` is not supported by this server", name)
+    return unknown + (_message_fields(req.messages) if isinstance(req, ChatCompletionRequest) else [])
 
 # %% ../../nbs/07_serve_protocol.ipynb #f403d975
 class Usage(BaseModel):
@@ -182,5 +225,5 @@ class ModelList(BaseModel):
 def sse(payload:BaseModel|dict|str)->str:
     "One Server-Sent Event line for a chunk, an error body or `[DONE]`."
     if isinstance(payload, BaseModel): payload = payload.model_dump_json(exclude_none=False)
-    elif isinstance(payload, dict): payload = __import__("json").dumps(payload)
+    elif isinstance(payload, dict): payload = json.dumps(payload)
     return f"data: {payload}\n\n"
