@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_base.ipynb #9ab26c5f
 from __future__ import annotations
-import ast, os, sys, time, json, math, random, shutil, sysconfig, fcntl
+import ast, os, sys, time, json, random, shutil, sysconfig, fcntl
 from contextlib import contextmanager
 from pathlib import Path
 from .core import Config, llmft_home, require, fingerprint, perplexity
@@ -144,7 +144,7 @@ def llama_config(spec:BaseSpec, tok):
 
 # %% ../nbs/01_base.ipynb #dbad9d2d
 def _build(spec:BaseSpec, seed:int, out:Path)->dict:
-    torch, tf = require("torch"), require("transformers")
+    torch = require("torch")
     t0, threads = time.time(), torch.get_num_threads()
     torch.set_num_threads(1)  # float sums depend on the thread split: one thread makes the build bit-reproducible
     try: return _build_with(spec, seed, out, t0)

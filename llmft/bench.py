@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_bench.ipynb #d6df6d17
 from __future__ import annotations
-import asyncio, json, math, os, random, statistics, threading, time
+import asyncio, json, math, os, random, statistics, sys, threading, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Literal
@@ -12,8 +12,8 @@ from .core import Config, require
 
 # %% auto #0
 __all__ = ['percentile', 'describe', 'RequestResult', 'stream_request', 'BenchConfig', 'run_load', 'ResourceMonitor', 'summarize',
-           'make_prompts', 'http_sender', 'engine_sender', 'run_bench_async', 'run_bench', 'bench_markdown',
-           'write_bench_report', 'run_sweep']
+           'prompt_tokenizer', 'make_prompts', 'http_sender', 'engine_sender', 'BenchFailed', 'run_bench_async',
+           'run_bench', 'bench_markdown', 'write_bench_report', 'run_sweep']
 
 # %% ../nbs/10_bench.ipynb #0cb7c278
 def percentile(xs:list[float], q:float)->float|None:
@@ -173,26 +173,34 @@ def summarize(results:list[RequestResult], duration:float, cfg:BenchConfig)->dic
                 first_errors=[r.error for r in results if not r.ok][:5])
 
 # %% ../nbs/10_bench.ipynb #86c96415
-def make_prompts(cfg:BenchConfig, n:int|None=None)->list[str]:
-    "Prompts for a run: from `cfg.dataset`, else synthetic of about `cfg.prompt_len` tokens."
-    n = n or cfg.num_requests
+def prompt_tokenizer(cfg:BenchConfig)->tuple:
+    "(tokenizer, None), or (None, why not) when only the model's was tried and it does not load; a `tokenizer` given that does not load is an error."
+    tf = require("transformers")
+    from llmft.base import resolve_model
+    if cfg.tokenizer:
+        try: return tf.AutoTokenizer.from_pretrained(resolve_model(cfg.tokenizer)), None
+        except Exception as e: raise ValueError(f"tokenizer {cfg.tokenizer!r} cannot be loaded: {str(e).strip().splitlines()[0][:300]}") from None
+    try: return tf.AutoTokenizer.from_pretrained(resolve_model(cfg.model)), None
+    except Exception as e:
+        return None, (f"no tokenizer for model {cfg.model!r} ({type(e).__name__}): synthetic prompts are about {cfg.prompt_len} words, not tokens; "
+                      "give --tokenizer (a model name, folder or hub id) for exact lengths")
+
+def make_prompts(cfg:BenchConfig, n:int|None=None, info:dict|None=None)->list[str]:
+    "Prompts for a run: from `cfg.dataset`, else synthetic of about `cfg.prompt_len` tokens; `info` gets how they were made."
+    n, info = n or cfg.num_requests, {} if info is None else info
     if cfg.dataset:
         from llmft.data import load_examples, format_prompt
         exs = load_examples(cfg.dataset, strict=False).examples
         if not exs: raise ValueError(f"{cfg.dataset}: no usable examples for prompts")
-        return [format_prompt(e) for e in exs[:n]]
-    from llmft.base import stdlib_docstrings, resolve_model
-    words = " ".join(stdlib_docstrings()).split()
-    rng, tok = random.Random(cfg.seed), None
-    try: tok = require("transformers").AutoTokenizer.from_pretrained(resolve_model(cfg.tokenizer or cfg.model))
-    except Exception: pass
-    prompts = []
+        info |= dict(source=cfg.dataset, unit="examples"); return [format_prompt(e) for e in exs[:n]]
+    from llmft.base import stdlib_docstrings
+    tok, note = prompt_tokenizer(cfg)
+    info |= dict(source="synthetic", unit="tokens" if tok else "words", tokenizer=(cfg.tokenizer or cfg.model) if tok else None, note=note)
+    words, rng, prompts = " ".join(stdlib_docstrings()).split(), random.Random(cfg.seed), []
     for _ in range(min(n, 256)):
         start = rng.randrange(len(words) - 4 * cfg.prompt_len)
         text = " ".join(words[start:start + 2 * cfg.prompt_len])
-        if tok is not None:
-            ids = tok(text, add_special_tokens=False).input_ids[: max(1, cfg.prompt_len - 1)]  # the server adds BOS
-            text = tok.decode(ids)
+        if tok is not None: text = tok.decode(tok(text, add_special_tokens=False).input_ids[: max(1, cfg.prompt_len - 1)])  # the server adds BOS
         else: text = " ".join(text.split()[: cfg.prompt_len])
         prompts.append(text)
     return prompts
@@ -224,14 +232,19 @@ def engine_sender(cfg:BenchConfig, engine):
     return send
 
 # %% ../nbs/10_bench.ipynb #1b1f78cc
+class BenchFailed(RuntimeError):
+    "Every request of a benchmark failed: there is nothing to measure."
+
 async def run_bench_async(cfg:BenchConfig, prompts:list[str]|None=None, engine=None)->dict:
-    "Run one benchmark; returns the `bench.json` content (also written to `cfg.out`)."
-    if cfg.url is None and engine is None:
+    "Run one benchmark; returns the `bench.json` content (also written to `cfg.out`); raises `BenchFailed` after writing it when no request completed."
+    info = dict(source="given", unit="text") if prompts else {}
+    prompts = prompts or make_prompts(cfg, info=info)
+    if info.get("note"): print(f"llmft bench: {info['note']}", file=sys.stderr)
+    own_engine = cfg.url is None and engine is None
+    if own_engine:
         from llmft.serve.engine import TransformersEngine, EngineSettings
         engine = TransformersEngine(EngineSettings(model=cfg.model, max_batch=max(cfg.concurrency or 1, 1)))
-        await engine.start(); own_engine = True
-    else: own_engine = False
-    prompts = prompts or make_prompts(cfg)
+        await engine.start()
     client = None
     if cfg.url is not None: send, client = http_sender(cfg)
     else: send = engine_sender(cfg, engine)
@@ -241,8 +254,12 @@ async def run_bench_async(cfg:BenchConfig, prompts:list[str]|None=None, engine=N
     finally:
         if client is not None: await client.aclose()
         if own_engine: await engine.shutdown()
-    report = summarize(results, duration, cfg) | dict(resources=mon.summary(), config=cfg.model_dump(exclude={"api_key"}), mode="http" if cfg.url else "in-process engine")
+    report = summarize(results, duration, cfg) | dict(resources=mon.summary(), config=cfg.model_dump(exclude={"api_key"}), prompts=info,
+                                                      mode="http" if cfg.url else "in-process engine")
     write_bench_report(report, results, mon.samples, Path(cfg.out))
+    if results and not report["completed"]:
+        statuses = ", ".join(f"status {s}: {n}" if s != "0" else f"no response: {n}" for s, n in report["errors_by_status"].items())
+        raise BenchFailed(f"all {report['requests']} requests failed ({statuses}); first error: {report['first_errors'][0]} (report in {cfg.out})")
     return report
 
 def run_bench(cfg:BenchConfig, prompts:list[str]|None=None, engine=None)->dict:

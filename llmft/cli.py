@@ -4,12 +4,12 @@
 
 # %% ../nbs/13_cli.ipynb #51e73d52
 from __future__ import annotations
-import sys, json, argparse, logging, contextlib
+import sys, json, argparse, contextlib, itertools, types, typing
 from .core import ConfigError, MissingDependency, load_config
-from .data import DataError
+from .data import DataError, SCHEMAS
 
 # %% auto #0
-__all__ = ['build_parser', 'main']
+__all__ = ['serve_settings', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #d4b9ba1d
 def _base(args)->int:
@@ -30,15 +30,17 @@ def _demo(args)->int:
 def _load_data(args, strict=False):
     from llmft.data import load_examples
     columns = dict(m.split("=", 1) for m in args.map) if args.map else None
-    return load_examples(args.path, schema=args.schema, columns=columns, strict=strict)
+    rep = load_examples(args.path, schema=args.schema, columns=columns, strict=strict, split=args.split)
+    for note in rep.notes: print(f"{rep.source}: {note}", file=sys.stderr)
+    return rep
 
 def _tokenizer(model:str):
     from llmft.base import resolve_model
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(resolve_model(model))
+    from llmft.lora import load_tokenizer
+    return load_tokenizer(resolve_model(model))
 
 def _data(args)->int:
-    from llmft.data import tokenize_examples, dataset_stats, format_example, tokenize_example, IGNORE_INDEX
+    from llmft.data import tokenize_examples, dataset_stats
     rep = _load_data(args)
     if args.action == "validate":
         problems = list(rep.problems)
@@ -57,13 +59,19 @@ def _data(args)->int:
     if args.action == "stats":
         print(json.dumps(dict(source=rep.source, schema=rep.schema, problems=len(rep.problems), **dataset_stats(rep.examples, tok, args.template, args.max_length)), indent=2))
         return 0
-    for ex in rep.examples[: args.n]:
-        prompt, response = format_example(ex, args.template, tok)
-        f = tokenize_example(prompt, response, tok, args.max_length)
-        masked = [i for i, l in zip(f.input_ids, f.labels) if l == IGNORE_INDEX]
-        print(f"--- {ex.ref}" + (f" (id={ex.id})" if ex.id else "") + f": {len(masked)} prompt tokens (masked), {f.n_supervised} response tokens (trained)")
-        print(f"[prompt]\n{tok.decode(masked)}\n[response]\n{tok.decode([i for i, l in zip(f.input_ids, f.labels) if l != IGNORE_INDEX])}")
+    for ex in rep.examples[: args.n]: _preview(ex, tok, args)
     return 0
+
+# %% ../nbs/13_cli.ipynb #8394c0d6
+def _preview(ex, tok, args):
+    "Print one example as it is trained: its runs of masked and trained tokens."
+    from llmft.data import format_segments, tokenize_segments, Problem, IGNORE_INDEX
+    f = tokenize_segments(format_segments(ex, args.template, tok), tok, args.max_length, ref=ex.ref)
+    head = f"--- {ex.ref}" + (f" (id={ex.id})" if ex.id else "")
+    if isinstance(f, Problem): print(f"{head}: {f.message}"); return
+    print(f"{head}: {len(f.input_ids) - f.n_supervised} prompt tokens (masked), {f.n_supervised} response tokens (trained)")
+    for trained, run in itertools.groupby(zip(f.input_ids, f.labels), key=lambda t: t[1] != IGNORE_INDEX):
+        print(f"[{'trained' if trained else 'prompt'}]\n{tok.decode([i for i, _ in run])}")
 
 def _example_record(e)->dict:
     rec = {"id": e.id} if e.id is not None else {}
@@ -93,7 +101,7 @@ def _eval(args)->int:
     from pathlib import Path
     s = EvalSettings(max_examples=args.max_examples, tasks=args.tasks, metric=args.metric, template=args.template,
                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, response_only=not args.all_tokens)
-    with contextlib.redirect_stdout(sys.stderr): ev = evaluate_models(args.base, args.data, adapter=args.adapter, settings=s)
+    with contextlib.redirect_stdout(sys.stderr): ev = evaluate_models(args.base, args.data, adapter=args.adapter, settings=s, split=args.split)
     train_dir = Path(args.adapter).parent if args.adapter else None
     run = json.loads((train_dir/"llmft_run.json").read_text()) if train_dir and (train_dir/"llmft_run.json").exists() and args.log_to_run else {}
     out = write_report(ev, args.out, train_dir, run.get("run_id"), run.get("tracking_uri"))
@@ -101,6 +109,21 @@ def _eval(args)->int:
     return 0
 
 # %% ../nbs/13_cli.ipynb #ddf7427f
+def _takes_text(annotation)->bool:
+    "Whether a field holds only text (str, an optional str, a Literal of strings): its flag is then taken as typed, never parsed as YAML."
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is str: return True
+    if origin is typing.Literal: return all(isinstance(a, str) for a in args)
+    if origin in (typing.Union, types.UnionType): return all(a is type(None) or _takes_text(a) for a in args)
+    return False
+
+def _flag_values(args, fields:dict)->tuple[list[str], list[str]]:
+    "The `--flag VALUE` options given, as `key=value` strings: (parsed as YAML, taken as typed — the text fields)."
+    parsed, verbatim = [], []
+    for k, v in vars(args).items():
+        if k.startswith("opt:") and v is not None: (verbatim if _takes_text(fields[k[4:]].annotation) else parsed).append(f"{k[4:]}={v}")
+    return parsed, verbatim
+
 def _serve_flags(p):
     from llmft.serve.app import ServerSettings
     from llmft.serve.engine import EngineSettings
@@ -111,29 +134,37 @@ def _serve_flags(p):
             if (prefix, name) in (("", "engine"), ("engine.", "adapters")): continue  # the nested model; adapters come from --adapter
             p.add_argument("--" + name.replace("_", "-"), dest=f"opt:{prefix}{name}", metavar="VALUE", help=f"(default: {f.default})")
 
-def _serve(args)->int:
+# %% ../nbs/13_cli.ipynb #2833f5ce
+def serve_settings(args):
+    "The `ServerSettings` of `llmft serve`'s arguments, `--config` and `LLMFT_API_KEY`."
     import os
-    from llmft.serve.app import ServerSettings, serve
-    overrides = [f"{k[4:]}={v}" for k, v in vars(args).items() if k.startswith("opt:") and v is not None]
+    from llmft.serve.app import ServerSettings
+    from llmft.serve.engine import EngineSettings
+    fields = dict(ServerSettings.model_fields) | {f"engine.{k}": f for k, f in EngineSettings.model_fields.items()}
+    parsed, verbatim = _flag_values(args, fields)
     for a in args.adapter:
         name, eq, path = a.partition("=")
         if not eq or not name or not path: raise ValueError(f"--adapter takes NAME=PATH, got {a!r}")
-        overrides.append(f"engine.adapters.{name}={path}")
-    if os.environ.get("LLMFT_API_KEY") and not any(o.startswith("api_key=") for o in overrides): overrides.append(f"api_key={os.environ['LLMFT_API_KEY']}")
-    serve(load_config(ServerSettings, args.config, overrides))
+        verbatim.append(f"engine.adapters.{name}={path}")
+    if os.environ.get("LLMFT_API_KEY") and not any(o.startswith("api_key=") for o in verbatim): verbatim.append(f"api_key={os.environ['LLMFT_API_KEY']}")
+    return load_config(ServerSettings, args.config, parsed, verbatim=verbatim)
+
+def _serve(args)->int:
+    from llmft.serve.app import serve
+    serve(serve_settings(args))
     return 0
 
 # %% ../nbs/13_cli.ipynb #69bdc835
 def _bench(args)->int:
-    from llmft.bench import BenchConfig, run_bench, run_sweep, bench_markdown
+    from llmft.bench import BenchConfig, run_bench, run_sweep
     from pathlib import Path
-    opts = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt:") and v is not None}
     sweep = None
-    if "," in str(opts.get("concurrency", "")): sweep = [int(c) for c in opts.pop("concurrency").split(",")]
-    cfg = load_config(BenchConfig, args.config, [f"{k}={v}" for k, v in opts.items()])
+    if "," in str(getattr(args, "opt:concurrency") or ""): sweep = [int(c) for c in getattr(args, "opt:concurrency").split(",")]; setattr(args, "opt:concurrency", None)
+    parsed, verbatim = _flag_values(args, BenchConfig.model_fields)
+    cfg = load_config(BenchConfig, args.config, parsed, verbatim=verbatim)
     with contextlib.redirect_stdout(sys.stderr):
-        if sweep: rows = run_sweep(cfg, sweep)
-        else: report = run_bench(cfg)
+        if sweep: run_sweep(cfg, sweep)
+        else: run_bench(cfg)
     print((Path(cfg.out)/("sweep.md" if sweep else "bench.md")).read_text())
     return 0
 
@@ -141,17 +172,19 @@ def _bench(args)->int:
 def _cost(args)->int:
     from decimal import Decimal
     from pathlib import Path
-    from llmft.cost import PriceCatalog, training_hours, training_cost, inference_cost, scaling_table, write_cost_report, folder_gb
+    from llmft.cost import PriceCatalog, training_hours, training_cost, inference_cost, scaling_table, write_cost_report, folder_gb, load_bench
     cat = PriceCatalog.load(args.prices)
     training, inference = {}, {}
+    if args.train_run and not args.tracking_uri:
+        from llmft.lora import TrackingSettings
+        from llmft.tracking import tracking_uri
+        args.tracking_uri = tracking_uri(TrackingSettings())  # where `llmft train` records by default
     if args.train_run or args.train_dir or args.train_hours:
         hours, origin = training_hours(args.train_run, args.tracking_uri, args.train_dir, args.train_hours)
         gb = folder_gb(args.train_dir) if args.train_dir else Decimal(0)
         for inst in args.instance: training[f"training on {inst}"] = training_cost(cat, inst, hours, args.count, args.spot, gb, retention_months=Decimal(str(args.retention_months))) | dict(duration_from=origin)
     for b in args.bench or []:
-        f = Path(b)/"bench.json" if Path(b).is_dir() else Path(b)
-        if not f.exists(): raise FileNotFoundError(f"{b}: no bench.json")
-        rep = json.loads(f.read_text())
+        rep = load_bench(b)
         for inst in args.instance:
             inference[f"{Path(b).name} on {inst}"] = inference_cost(cat, inst, rep, args.spot, args.daily_requests, args.utilization, args.api_price_per_1m)
     if not training and not inference: raise ValueError("nothing to cost: give --train-run/--train-dir/--train-hours and/or --bench")
@@ -173,7 +206,8 @@ def build_parser()->argparse.ArgumentParser:
     bb.set_defaults(func=_base)
     d = sub.add_parser("data", help="validate, preview or summarise an instruction dataset")
     d.add_argument("action", choices=["validate", "preview", "stats"]); d.add_argument("path", help="file, dataset folder or hub id")
-    d.add_argument("--schema", choices=["alpaca", "prompt_response", "chat"], help="default: detected")
+    d.add_argument("--schema", choices=list(SCHEMAS), help="default: detected")
+    d.add_argument("--split", default="train", help="split of a dataset folder, hub id or the sample (default: train)")
     d.add_argument("--map", nargs="*", metavar="FROM=TO", help="rename fields, e.g. question=instruction")
     d.add_argument("--lenient", action="store_true", help="drop bad examples (each reported) and exit 0")
     d.add_argument("--out", help="with validate: write the valid examples here as JSONL")
@@ -191,10 +225,11 @@ def build_parser()->argparse.ArgumentParser:
     e.set_defaults(func=_export)
     v = sub.add_parser("eval", help="evaluate base vs fine-tuned: perplexity, checked answers, confidence intervals")
     v.add_argument("--base", required=True, help="base model: tiny, a folder or a hub id"); v.add_argument("--adapter", help="adapter folder of the fine-tune")
-    v.add_argument("--data", required=True, help="examples with expected answers"); v.add_argument("--out", required=True, help="report folder")
+    v.add_argument("--data", required=True, help="examples with expected answers: a file, folder, hub id or sample"); v.add_argument("--out", required=True, help="report folder")
+    v.add_argument("--split", default="test", help="split of a dataset folder, hub id or the sample (default: test)")
     v.add_argument("--tasks", nargs="*", help="only these tasks (the examples' `task` field)"); v.add_argument("--metric", default="exact", help="default metric: exact, contains, numeric, regex, json")
     v.add_argument("--max-examples", type=int); v.add_argument("--max-new-tokens", type=int, default=16); v.add_argument("--batch-size", type=int, default=16)
-    v.add_argument("--template", default="plain"); v.add_argument("--all-tokens", action="store_true", help="perplexity over prompt and response tokens")
+    v.add_argument("--template", help="default: the template recorded with the adapter, else plain"); v.add_argument("--all-tokens", action="store_true", help="perplexity over prompt and response tokens")
     v.add_argument("--no-log-to-run", dest="log_to_run", action="store_false", help="don't log the report to the fine-tune's MLflow run")
     v.set_defaults(func=_eval)
     sv = sub.add_parser("serve", help="serve a model and its adapters over an OpenAI-compatible API")

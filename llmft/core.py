@@ -50,8 +50,9 @@ def parse_value(text:str, # the right-hand side of `key=value`
 
 # %% ../nbs/00_core.ipynb #a6436b7c
 def parse_overrides(overrides:Iterable[str], # `key=value` strings, dotted keys for nesting
-                   )->dict:                   # nested dict of parsed values
-    "Turn `a.b=1` style overrides into a nested dict, values parsed as YAML."
+                    parse:bool=True,           # parse values as YAML (False: keep them as written)
+                   )->dict:                   # nested dict of the values
+    "Turn `a.b=1` style overrides into a nested dict, values parsed as YAML unless `parse` is False."
     out = {}
     for item in overrides:
         key, eq, value = item.partition("=")
@@ -59,7 +60,7 @@ def parse_overrides(overrides:Iterable[str], # `key=value` strings, dotted keys 
         *parents, leaf = key.strip().split(".")
         node = out
         for p in parents: node = node.setdefault(p, {})
-        node[leaf] = parse_value(value)
+        node[leaf] = parse_value(value) if parse else value
     return out
 
 # %% ../nbs/00_core.ipynb #b2797955
@@ -90,6 +91,7 @@ def load_config(cls:Type[T],                     # the stage's config model
                 path:str|Path|None=None,         # YAML file, or None for the defaults
                 overrides:Iterable[str]=(),      # `key=value` strings applied after the file
                 section:str|None=None,           # read only this top-level section of the file
+                verbatim:Iterable[str]=(),       # `key=value` strings applied last, values taken as written (text, never YAML)
                )->T:
     "Read a YAML config, apply `key=value` overrides, validate into `cls` with errors naming the key."
     data, source = {}, "defaults"
@@ -100,8 +102,8 @@ def load_config(cls:Type[T],                     # the stage's config model
         except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML: {e}") from e
         if not isinstance(data, dict): raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
         if section is not None: data = data.get(section) or {}
-    overrides = list(overrides)
-    if overrides: data, source = _deep_merge(data, parse_overrides(overrides)), f"{source} + overrides"
+    overrides, verbatim = list(overrides), list(verbatim)
+    if overrides or verbatim: data, source = _deep_merge(_deep_merge(data, parse_overrides(overrides)), parse_overrides(verbatim, parse=False)), f"{source} + overrides"
     try: return cls.model_validate(data)
     except ValidationError as e: raise ConfigError(_explain(e, cls, source)) from None
 

@@ -9,12 +9,12 @@ from decimal import Decimal, ROUND_HALF_UP
 from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field, field_validator
-from .core import Config, require
+from .core import require
 
 # %% auto #0
-__all__ = ['PRECISION', 'CostError', 'Instance', 'SplitRule', 'StoragePrice', 'EgressPrice', 'PriceCatalog', 'q', 'split_rate',
-           'training_hours', 'folder_gb', 'training_cost', 'inference_cost', 'scaling_table', 'compare_costs',
-           'cost_markdown', 'write_cost_report']
+__all__ = ['PRECISION', 'BENCH_FIELDS', 'CostError', 'Instance', 'SplitRule', 'StoragePrice', 'EgressPrice', 'PriceCatalog', 'q',
+           'split_rate', 'training_hours', 'folder_gb', 'training_cost', 'inference_cost', 'load_bench',
+           'scaling_table', 'compare_costs', 'cost_markdown', 'write_cost_report']
 
 # %% ../nbs/11_cost.ipynb #0f3780ce
 class CostError(ValueError):
@@ -99,7 +99,10 @@ def training_hours(run_id:str|None=None, tracking_uri:str|None=None, train_dir:s
         if hours <= 0: raise CostError(f"training duration must be positive, got {hours} h")
         return Decimal(str(hours)), "given"
     if run_id:
-        run = require("mlflow").MlflowClient(tracking_uri).get_run(run_id)
+        mlflow = require("mlflow")
+        try: run = mlflow.MlflowClient(tracking_uri).get_run(run_id)
+        except mlflow.exceptions.MlflowException as e:
+            raise CostError(f"MLflow run {run_id} not found in {tracking_uri or mlflow.get_tracking_uri()}: {str(e).splitlines()[0]}") from None
         if run.info.end_time is None: raise CostError(f"MLflow run {run_id} has not finished (status {run.info.status}): no duration to cost")
         return Decimal(run.info.end_time - run.info.start_time) / Decimal(3_600_000), f"MLflow run {run_id} (start→end)"
     if train_dir:
@@ -149,6 +152,19 @@ def inference_cost(cat:PriceCatalog, instance:str, bench:dict, spot:bool=False, 
         out["break_even"] = (f"self-hosting is cheaper above {out['break_even_tokens_per_day']:,} output tokens/day on one {instance}" if per_1m < api
                              else f"never cheaper: even fully used, {instance} costs ${q(per_1m)} per 1M output tokens against the API's ${api}")
     return out
+
+# %% ../nbs/11_cost.ipynb #b4e4e16b
+BENCH_FIELDS = ("requests", "completed", "request_throughput", "output_token_throughput")
+
+def load_bench(path:str|Path)->dict:
+    "A benchmark's `bench.json` (the file, or the folder holding it), checked to have what costing reads."
+    f = Path(path)/"bench.json" if Path(path).is_dir() else Path(path)
+    if not f.exists(): raise CostError(f"{path}: no bench.json")
+    try: rep = json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError) as e: raise CostError(f"{f}: not valid JSON ({e})") from None
+    missing = [k for k in BENCH_FIELDS if not isinstance(rep, dict) or k not in rep]
+    if missing: raise CostError(f"{f}: not a bench.json written by llmft bench (missing {', '.join(missing)})")
+    return rep
 
 # %% ../nbs/11_cost.ipynb #84b844f8
 def scaling_table(one_gpu_hours:Decimal, hourly_per_gpu:Decimal, gpus:list[int]=(1, 2, 4, 8), efficiency:float|dict=0.9)->list[dict]:

@@ -8,9 +8,9 @@ import os, sys, json, time, platform, subprocess, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
-from .core import Config, load_config, llmft_home
-from .bench import BenchConfig
-from .lora import TrainConfig, DataSettings, TrackingSettings, QuantSettings
+from pydantic import model_validator
+from .core import Config
+from .lora import TrainConfig, QuantSettings
 
 # %% auto #0
 __all__ = ['STAGES', 'PipelineConfig', 'library_versions', 'git_commit', 'machine_info', 'stage', 'base_stage', 'data_stage',
@@ -27,6 +27,8 @@ class PipelineConfig(Config):
     stages: list[str] = ["base", "data", "train", "qlora", "eval", "serve", "bench", "cost", "report"]  # stages to run, in order
     train: TrainConfig = TrainConfig(max_steps=600, batch_size=32, eval_steps=200, save_steps=200, logging_steps=20)
     qlora_steps: int|None = None   # the QLoRA stage trains the same config on a 4-bit base (default: as many steps as LoRA, so costs compare)
+    test_data: str|None = None     # held-out examples with expected answers for the eval stage: "sample" (its test split), a file, folder or hub id
+    test_split: str = "test"       # split of test_data to take (a folder, hub id or the sample)
     eval_examples: int|None = 200  # test examples the eval stage uses (None: all)
     bench_requests: int = 48       # the short benchmark of the served fine-tune
     bench_concurrency: int = 8
@@ -36,6 +38,14 @@ class PipelineConfig(Config):
     api_price_per_1m: float|None = None  # a hosted API's $ per 1M output tokens, for the break-even
     daily_requests: int|None = 100_000  # a daily volume to size the deployment for
     tracking: bool = True          # a parent MLflow run with a child run per stage
+
+    @model_validator(mode="after")
+    def _test_data(self):
+        if self.test_data is None and self.train.data.train == "sample": self.test_data = "sample"
+        if self.test_data is None and "eval" in self.stages:
+            raise ValueError(f"the eval stage needs held-out test data: set test_data=PATH (examples with expected answers, not the training data "
+                             f"{self.train.data.train!r}), or leave eval out of stages")
+        return self
 
 # %% ../nbs/12_pipeline.ipynb #662b88da
 def library_versions(names=("llmft", "torch", "transformers", "peft", "accelerate", "datasets", "mlflow", "bitsandbytes", "fastapi", "vllm"))->dict:
@@ -86,12 +96,11 @@ def data_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     "Validate the train/validation/test data and record counts, token lengths and fingerprints."
     from transformers import AutoTokenizer
     from llmft.data import load_examples, dataset_stats
-    from llmft.lora import _data_path
     tok = AutoTokenizer.from_pretrained(state["model_dir"])
     d, out = cfg.train.data, {}
-    for split, name in (("train", d.train), ("validation", d.eval), ("test", d.eval)):
+    for split, name, part in (("train", d.train, "train"), ("validation", d.eval, "validation"), ("test", cfg.test_data, cfg.test_split)):
         if name is None: continue
-        rep = load_examples(_data_path(name, split), d.data_schema, d.columns, strict=d.strict)
+        rep = load_examples(name, d.data_schema if split != "test" else None, d.columns if split != "test" else None, strict=d.strict, split=part)
         st = dataset_stats(rep.examples, tok, d.template, d.max_length)
         out[split] = dict(examples=st["examples"], dropped=len(rep.dropped), fingerprint=st["fingerprint"], tokens_p95=st["total_tokens"]["p95"])
     (run_dir/"data.json").write_text(json.dumps(out, indent=2))
@@ -123,14 +132,12 @@ def qlora_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
 def eval_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     "Base vs fine-tuned on the test split: perplexity, checked answers, bootstrap intervals, reports."
     from llmft.eval import EvalSettings, evaluate_models, write_report
-    from llmft.lora import _data_path
     if "adapter" not in state: raise RuntimeError("the eval stage needs the train stage's adapter: run stages [train, eval]")
     settings = EvalSettings(max_examples=cfg.eval_examples, template=cfg.train.data.template, max_length=cfg.train.data.max_length)
-    test_data = _data_path(cfg.train.data.eval or "sample", "test")
-    out = {}
+    out = dict(test_data=cfg.test_data, test_split=cfg.test_split)
     for name, key in (("lora", "adapter"), ("qlora", "qlora_adapter")):
         if key not in state: continue
-        ev = evaluate_models(state["model_dir"], test_data, adapter=state[key], settings=settings)
+        ev = evaluate_models(state["model_dir"], cfg.test_data, adapter=state[key], settings=settings, split=cfg.test_split)
         run = json.loads((Path(state[key]).parent/"llmft_run.json").read_text()) if (Path(state[key]).parent/"llmft_run.json").exists() else {}
         write_report(ev, run_dir/"eval"/name, Path(state[key]).parent, run.get("run_id"), run.get("tracking_uri"))
         state[f"eval_{name}"] = ev
@@ -203,8 +210,8 @@ def bench_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
 @stage("cost")
 def cost_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     "Training cost of each fine-tune and serving cost of the benchmark, priced on `cost_instance`."
-    from decimal import Decimal
-    from llmft.cost import PriceCatalog, training_hours, training_cost, inference_cost, write_cost_report, folder_gb
+
+    from llmft.cost import PriceCatalog, training_hours, training_cost, inference_cost, write_cost_report, folder_gb, load_bench
     from llmft.tracking import tracking_uri
     cat, uri = PriceCatalog.load(), tracking_uri(cfg.train.tracking.model_copy(update=dict(store_dir=cfg.runs_dir)))
     training = {}
@@ -215,13 +222,13 @@ def cost_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
         training[name] = training_cost(cat, cfg.cost_instance, hours, artifacts_gb=folder_gb(folder)) | dict(duration_from=origin)
     inference = {}
     if state.get("bench_dir"):
-        rep = json.loads((Path(state["bench_dir"])/"bench.json").read_text())
+        rep = load_bench(state["bench_dir"])
         inference["transformers engine"] = inference_cost(cat, cfg.cost_instance, rep, daily_requests=cfg.daily_requests, api_price_per_1m=cfg.api_price_per_1m)
     if not training and not inference: raise RuntimeError("the cost stage needs a training or bench stage before it")
     write_cost_report(cat, run_dir/"cost", training, inference, None, state.get("lora_run"), uri if state.get("lora_run") else None)
     state["cost_dir"] = str(run_dir/"cost")
     out = {f"{k}_training_usd": float(v["total"]) for k, v in training.items()}
-    return out | {f"serving_usd_per_1m_tokens": float(v["per_1m_output_tokens"]) for v in inference.values()} | dict(instance=cfg.cost_instance)
+    return out | {"serving_usd_per_1m_tokens": float(v["per_1m_output_tokens"]) for v in inference.values()} | dict(instance=cfg.cost_instance)
 
 # %% ../nbs/12_pipeline.ipynb #91c766f1
 def _img(path:Path)->str:
@@ -296,6 +303,7 @@ def run_pipeline(cfg:PipelineConfig, echo:Callable=print)->Path:
     if unknown: raise ValueError(f"unknown stage(s) {unknown}: choose from {', '.join(STAGES)}")
     name = cfg.name or datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg.runs_dir)/name
+    if (run_dir/"manifest.json").exists(): raise FileExistsError(f"{run_dir} already holds a run (manifest.json): choose another name= or delete that folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = dict(config=cfg.model_dump(), versions=library_versions(), git_commit=git_commit(),
                     machine=machine_info(), started=datetime.datetime.now().isoformat(timespec="seconds"), stages={})
