@@ -16,7 +16,7 @@ step time of the steps after the first two. Ratios are against lora_peft measure
 --shape mini` runs the same code on a small shape (to check the script, not to measure). Writes
 OUT/gpu_qlora.{json,md} and, with --profile, a profiler table of the qlora_llmft row.
 """
-import argparse, gc, json, os, platform, statistics, sys, time
+import argparse, gc, json, os, platform, statistics, time
 from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, AutoModelForCausalLM, BitsAndBytesConfig

@@ -13,7 +13,7 @@
    of the two servers' throughputs in the same round.
 Writes bench/out/serve.json and bench/out/serve.md.
 """
-import argparse, json, os, platform, statistics, shutil, signal, socket, subprocess, sys, time
+import argparse, json, os, platform, statistics, signal, socket, subprocess, sys, time
 from pathlib import Path
 import httpx
 from llmft.base import build_base

@@ -100,6 +100,8 @@ def training_hours(run_id:str|None=None, tracking_uri:str|None=None, train_dir:s
         return Decimal(str(hours)), "given"
     if run_id:
         mlflow = require("mlflow")
+        db = Path(tracking_uri[len("sqlite:///"):]) if tracking_uri and tracking_uri.startswith("sqlite:///") else None
+        if db is not None and not db.exists(): raise CostError(f"no MLflow store at {db} to find run {run_id} in: give the --tracking-uri it was recorded in")
         try: run = mlflow.MlflowClient(tracking_uri).get_run(run_id)
         except mlflow.exceptions.MlflowException as e:
             raise CostError(f"MLflow run {run_id} not found in {tracking_uri or mlflow.get_tracking_uri()}: {str(e).splitlines()[0]}") from None

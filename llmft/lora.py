@@ -17,10 +17,10 @@ from .memory import lean_activations
 __all__ = ['RUN_RECORD', 'LoraSettings', 'linear_layer_names', 'apply_lora', 'trainable_report', 'scale_at_rank', 'DataSettings',
            'QuantSettings', 'TrackingSettings', 'TrainConfig', 'FeatureDataset', 'feature_collator', 'prepare_data',
            'TrainingDiverged', 'dataset_nll', 'load_tokenizer', 'load_base_model', 'load_base', 'packed_segment_index',
-           'packed_attention', 'use_packed_attention', 'training_arguments', 'build_trainer', 'save_adapter',
-           'checkpoint_problem', 'adapter_file_problem', 'latest_checkpoint', 'check_output_dir', 'own_checkpoint',
-           'start_training', 'checkpoint_stamp', 'train', 'load_finetuned', 'check_adapter_matches', 'stop_after_step',
-           'export_merged']
+           'packed_attention', 'use_packed_attention', 'training_arguments', 'tokenized_data', 'build_trainer',
+           'save_adapter', 'checkpoint_problem', 'adapter_file_problem', 'latest_checkpoint', 'check_output_dir',
+           'own_checkpoint', 'start_training', 'checkpoint_stamp', 'train', 'load_finetuned', 'check_adapter_matches',
+           'stop_after_step', 'export_merged']
 
 # %% ../nbs/03_lora.ipynb #fb211e36
 class LoraSettings(Config):
@@ -351,14 +351,17 @@ def training_arguments(cfg:TrainConfig):
         bf16=cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported() and cfg.quantization.bits is None),
         disable_tqdm=False, save_only_model=False)
 
-def build_trainer(cfg:TrainConfig, callbacks:list=())->tuple:
-    "(trainer, data info) for a config: base loaded, LoRA applied, data prepared."
+def tokenized_data(cfg:TrainConfig)->tuple:
+    "(tokenizer, `prepare_data` output) of a config: everything about the data checked before any model or training library loads."
+    tok = load_tokenizer(resolve_model(cfg.model, 0))
+    return tok, prepare_data(cfg, tok)
+
+def build_trainer(cfg:TrainConfig, callbacks:list=(), data:tuple|None=None)->tuple:
+    "(trainer, data info) for a config: data prepared (unless given, from `tokenized_data`), base loaded, LoRA applied."
+    tok, data = data or tokenized_data(cfg)  # before the model: bad data stops the run before anything heavy loads
     tf = require("transformers")
     tf.set_seed(cfg.seed)
-    path = resolve_model(cfg.model, 0)
-    tok = load_tokenizer(path)
-    data = prepare_data(cfg, tok)  # before the model: bad data stops the run before anything heavy loads
-    model = load_base_model(cfg, path)
+    model = load_base_model(cfg)
     model.config.use_cache = False  # nothing reads a KV cache in training, and with one transformers stops keeping packed examples apart
     model = apply_lora(model, cfg.lora)
     if cfg.lean_activations: lean_activations(model, mlp=None if cfg.gradient_checkpointing else cfg.mlp_activations)
@@ -475,11 +478,13 @@ def checkpoint_stamp(train_id:str):
 def train(cfg:TrainConfig,          # the training configuration
           callbacks:list=(),       # extra TrainerCallbacks; those with `on_data(info)` also get the data info
           start:tuple|None=None,   # (train id, checkpoint) from `start_training`, when the caller already checked the folder
+          data:tuple|None=None,    # `tokenized_data(cfg)`, when the caller already prepared it
          )->dict:                   # summary: adapter folder, final eval metrics, data info, timings
     "Fine-tune with LoRA (or QLoRA), resume if asked, save the adapter; returns a summary."
     out = Path(cfg.output_dir)
     train_id, resume_from = start or start_training(cfg)
-    trainer, info = build_trainer(cfg, [checkpoint_stamp(train_id), *callbacks])
+    data = data or tokenized_data(cfg)
+    trainer, info = build_trainer(cfg, [checkpoint_stamp(train_id), *callbacks], data)
     for cb in callbacks:
         if hasattr(cb, "on_data"): cb.on_data(info)  # e.g. tracking records the dataset fingerprints
     t0 = time.time()

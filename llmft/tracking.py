@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, os, time, math
 from pathlib import Path
 from .core import require
-from .lora import TrainConfig, TrackingSettings, train, start_training
+from .lora import TrainConfig, TrackingSettings, train, start_training, tokenized_data
 from .pipeline import library_versions, git_commit, machine_info
 
 # %% auto #0
@@ -99,13 +99,13 @@ def MlflowTracker(cfg:TrainConfig, run_id:str|None=None, train_id:str|None=None)
 def train_tracked(cfg:TrainConfig, callbacks:list=())->dict:
     "Train with MLflow tracking; a resumed run continues the MLflow run recorded for it in the output folder."
     if not cfg.tracking.enabled or int(os.environ.get("RANK", "0")) != 0: return train(cfg, callbacks)  # one record per run: rank 0's
-    start = start_training(cfg)
+    start, data = start_training(cfg), tokenized_data(cfg)  # the folder and the data checked before an MLflow run is made
     run_file = Path(cfg.output_dir)/"llmft_run.json"
     recorded = json.loads(run_file.read_text()) if cfg.resume and run_file.exists() else {}
     run_id = recorded.get("run_id") if recorded.get("train_id") == start[0] else None
     tracker = MlflowTracker(cfg, run_id, train_id=start[0])
     try:
-        summary = train(cfg, [tracker, *callbacks], start)
+        summary = train(cfg, [tracker, *callbacks], start, data)
         tracker.finish(summary)
     except BaseException as e:
         tracker.fail(e); raise

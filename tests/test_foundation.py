@@ -1,7 +1,6 @@
 "What the notebooks can't show about the foundation: the installed CLI, a core-only install, a reproducible base."
 import json, os, subprocess, sys, venv
 from pathlib import Path
-import pytest
 from conftest import ROOT, run_cli
 
 def test_cli_demo_writes_manifest_and_reports_perplexity(tmp_path, tiny_base):

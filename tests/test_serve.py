@@ -4,10 +4,10 @@
 import asyncio, json, os, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
 import httpx, pytest
-from openai import OpenAI, APIStatusError
+from openai import OpenAI
 from conftest import run_cli
 
-KEY = "test-key-123"
+KEY = "s3cret #1"  # as YAML this would be "s3cret": the key must reach the server as typed
 ENGINE = os.environ.get("LLMFT_TEST_ENGINE", "hf")
 PROMPT = "### Instruction:\nAdd 12 and 30.\n### Response:\n"
 
@@ -61,11 +61,15 @@ def test_completion_chat_and_batch_through_the_sdk(client):
     base = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=8, temperature=0)
     assert base.choices[0].text != r.choices[0].text  # the adapter changes what is generated
     batch = client.completions.create(model="math", prompt=[PROMPT, "### Instruction:\nReverse the word stone.\n### Response:\n", "The"], max_tokens=6, temperature=0)
-    assert [c.index for c in batch.choices] == [0, 1, 2] and batch.choices[0].text == r.choices[0].text[:len(batch.choices[0].text)]
+    assert [c.index for c in batch.choices] == [0, 1, 2] and batch.choices[0].text and r.choices[0].text.startswith(batch.choices[0].text)
     chat = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Say hi"}], max_tokens=5, temperature=0)
     assert chat.choices[0].message.role == "assistant" and chat.usage.completion_tokens <= 5
-    two = client.completions.create(model="tiny", prompt="The", max_tokens=5, n=2, temperature=1.0, seed=3)
+    one = client.completions.create(model="tiny", prompt="The", max_tokens=5, temperature=0)
+    two = client.completions.create(model="tiny", prompt="The", max_tokens=5, n=2, temperature=1.0, seed=3, extra_body={"ignore_eos": True})
     assert [c.index for c in two.choices] == [0, 1]
+    assert two.usage.prompt_tokens == one.usage.prompt_tokens and two.usage.completion_tokens == 10  # the prompt once, each completion's tokens
+    chat2 = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Say hi"}], max_tokens=3, n=2, seed=1)
+    assert chat2.usage.prompt_tokens == chat.usage.prompt_tokens
 
 def test_streaming_through_the_sdk(client):
     full = client.completions.create(model="math", prompt=PROMPT, max_tokens=10, temperature=0, extra_body={"ignore_eos": True}).choices[0].text
@@ -75,16 +79,47 @@ def test_streaming_through_the_sdk(client):
     deltas = list(client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=6, temperature=0, stream=True))
     assert deltas[0].choices[0].delta.role == "assistant" and deltas[-1].choices[0].finish_reason in ("stop", "length")
 
-def test_stream_sends_each_token_as_generated(server):
-    "Chunks arrive spread over the generation, not all at the end."
-    times = []
-    with httpx.stream("POST", server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
-                      json=dict(model="tiny", prompt="The", max_tokens=40, temperature=0, ignore_eos=True, stream=True)) as r:
+def test_stream_text_is_complete_and_arrives_as_generated(server):
+    "What a stream promises on both engines: its deltas add up to the non-streamed text, the first arrives early, usage counts every token."
+    body = dict(model="tiny", prompt="The", max_tokens=200, temperature=0, ignore_eos=True)
+    full = post(server, body).json()["choices"][0]["text"]
+    events, usage, t0 = [], None, time.perf_counter()
+    with httpx.stream("POST", server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=120,
+                      json=body | dict(stream=True, stream_options={"include_usage": True})) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         for line in r.iter_lines():
-            if line.startswith("data: "): times.append(time.perf_counter())
-    assert len(times) >= 40 and times[-2] - times[0] > 0  # 40 token events + [DONE]
-    assert len(set(round(t, 4) for t in times)) > 10
+            if not line.startswith("data: ") or line == "data: [DONE]": continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"): usage = chunk["usage"]
+            for c in chunk["choices"]: events.append((time.perf_counter() - t0, c["text"]))
+    content = [t for t, text in events if text]
+    assert "".join(text for _, text in events) == full and usage["completion_tokens"] == 200
+    assert len(content) >= 2 and content[0] <= 0.5 * content[-1], content[:3] + content[-3:]  # the first text long before the last: not sent at the end
+    if ENGINE == "hf": assert len(content) == 200  # the transformers engine sends one event per token; vLLM may merge them when this reader lags
+
+def test_fields_this_server_does_not_implement_are_refused(client, server):
+    "A client asking for JSON output, tools or log-probabilities gets a 400 naming the field, never a 200 that ignored it."
+    from openai import BadRequestError
+    chat = lambda **kw: client.chat.completions.create(**(dict(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2) | kw))
+    for kw, field in [(dict(response_format={"type": "json_object"}), "response_format"), (dict(logprobs=True, top_logprobs=2), "logprobs"),
+                      (dict(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]), "tools"),
+                      (dict(logit_bias={"5": 10}), "logit_bias"), (dict(extra_body={"include_stop_str_in_output": True}), "include_stop_str_in_output")]:
+        with pytest.raises(BadRequestError) as e: chat(**kw)
+        assert e.value.status_code == 400 and f"`{field}` is not supported by this server" in e.value.message, (field, e.value.message)
+    with pytest.raises(BadRequestError, match="`suffix` is not supported"): client.completions.create(model="tiny", prompt="x", suffix="!", max_tokens=2)
+    with pytest.raises(BadRequestError, match="content part type 'image_url' is not supported"):
+        chat(messages=[{"role": "user", "content": [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}])
+    assert chat(response_format={"type": "text"}).choices[0].message.role == "assistant"  # asks for nothing: honoured
+    assert chat(extra_body={"temprature": 0.1}).choices[0].message.role == "assistant"  # unknown (a typo): answered, and logged once
+    deadline = time.time() + 10
+    while time.time() < deadline and not any("unknown field(s) ignored: temprature" in l for l in server.lines): time.sleep(0.05)
+    assert sum("unknown field(s) ignored: temprature" in l for l in server.lines) == 1
+
+def test_docs_page_works_offline(server):
+    page = httpx.get(server.url + "/docs").text
+    assert "https://" not in page and "/static-offline-docs/swagger-ui-bundle.js" in page
+    assert httpx.get(server.url + "/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+    assert httpx.get(server.url + "/openapi.json").json()["paths"]["/v1/chat/completions"]
 
 def post(server, body, headers=None, **kw):
     return httpx.post(server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}", **(headers or {})}, timeout=60, **({"json": body} if body is not None else {}), **kw)
@@ -130,13 +165,14 @@ def test_disconnect_mid_stream_frees_the_slot(server):
 def test_request_log_counts_streamed_tokens(server):
     "A streamed request's log line has its tokens, as a JSON one's has."
     for kind, body in (("completions", dict(prompt="The", max_tokens=7)), ("chat/completions", dict(messages=[{"role": "user", "content": "hi"}], max_tokens=6))):
+        seen = len(server.lines)  # only lines logged after this request was sent count
         with httpx.stream("POST", f"{server.url}/v1/{kind}", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
                           json=dict(model="tiny", temperature=0, ignore_eos=True, stream=True, **body)) as r: list(r.iter_lines())
         line = f"POST /v1/{kind} 200 prompt_tokens="
         deadline = time.time() + 10
-        while time.time() < deadline and not any(line in l and f"completion_tokens={body['max_tokens']} " in l for l in server.lines): time.sleep(0.05)
-        logged = [l for l in server.lines if line in l]
-        assert logged and f"completion_tokens={body['max_tokens']} " in logged[-1] and "prompt_tokens=0 " not in logged[-1], logged[-1:]
+        while time.time() < deadline and not any(line in l for l in server.lines[seen:]): time.sleep(0.05)
+        logged = [l for l in server.lines[seen:] if line in l]
+        assert len(logged) == 1 and f"completion_tokens={body['max_tokens']} " in logged[0] and "prompt_tokens=0 " not in logged[0], server.lines[seen:]
 
 @pytest.fixture(scope="module")
 def one_slot_server():
@@ -167,6 +203,30 @@ def test_sigterm_drains_in_flight_requests(one_slot_server):
     assert [r.status_code for r in results] == [200] * 2 and all(r.json()["usage"]["completion_tokens"] == 300 for r in results)
     log = "".join(s.lines)
     assert "POST /v1/completions 200" in log and "completion_tokens=300" in log and "The" not in log.split("completion_tokens=300")[0][-200:]
+
+def test_sigterm_ends_streams_still_running_after_the_drain_with_an_error_event():
+    "Past drain_s, a stream gets an error event and [DONE], a JSON request a 503; both logged as aborted, no cancelled tasks, no traceback."
+    s = Server("--model", "tiny", "--max-batch", "4", "--drain-s", "0.5")
+    streams, answers = [[], []], []
+    def stream(events):
+        with httpx.stream("POST", s.url + "/v1/completions", timeout=60, json=dict(model="tiny", prompt="The", max_tokens=1000, ignore_eos=True, stream=True)) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "): events.append(line[6:])
+    threads = [threading.Thread(target=stream, args=(e,)) for e in streams]
+    threads.append(threading.Thread(target=lambda: answers.append(httpx.post(s.url + "/v1/completions", timeout=60,
+                                                                             json=dict(model="tiny", prompt="The", max_tokens=1000, ignore_eos=True)))))
+    for t in threads: t.start()
+    deadline = time.time() + 30
+    while time.time() < deadline and not (all(len(e) > 2 for e in streams) and httpx.get(s.url + "/health").json()["running"] == 3): time.sleep(0.02)
+    assert s.stop(signal.SIGTERM, timeout=60) == -signal.SIGTERM
+    for t in threads: t.join()
+    for events in streams:
+        assert events[-1] == "[DONE]" and json.loads(events[-2]) == {"error": {"message": "server shutting down", "type": "service_unavailable", "param": None, "code": 503}}, events[-3:]
+        assert all("choices" in json.loads(e) for e in events[:-2])  # text until then, whole chunks
+    assert answers[0].status_code == 503 and answers[0].json()["error"]["message"] == "server shutting down"
+    log = "".join(s.lines)
+    assert log.count("POST /v1/completions 200 aborted (server shutting down) prompt_tokens=") == 2, log[-3000:]
+    assert "POST /v1/completions 503" in log and "Traceback" not in log and "CancelledError" not in log and "timeout graceful shutdown exceeded" not in log, log[-3000:]
 
 def fail_step(engine, n:int):
     "Make the engine's `n`th step (forward pass, or vLLM output) raise, as a lost device would."

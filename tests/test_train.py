@@ -1,7 +1,6 @@
 "Training as a user runs it: the CLI, a SIGKILL then resume, bad input, and two processes under accelerate."
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
-import pytest
 from conftest import run_cli
 
 COMMON = ["batch_size=8", "logging_steps=5", "data.max_train_examples=400", "data.max_eval_examples=40", "eval_steps=1000"]
@@ -45,6 +44,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_base):
     import mlflow
     run = mlflow.MlflowClient(f"sqlite:///{tmp_path.resolve()}/mlflow.db").get_run(run_id)
     assert run.info.status == "FINISHED" and "resumed_at" in run.data.tags
+    r = run_cli("train", f"output_dir={out}", f"tracking.store_dir={tmp_path}", *args)  # a fresh run over this run's checkpoints
+    assert r.returncode == 2 and "holds checkpoints of an earlier run" in r.stderr and "continue that run with resume=true" in r.stderr, r.stderr[-2000:]
+    assert len(mlflow.MlflowClient(f"sqlite:///{tmp_path.resolve()}/mlflow.db").search_runs([run.info.experiment_id])) == 2  # no run made for the refused start
 
 def test_cli_train_bad_inputs_are_clear(tmp_path):
     r = run_cli("train", "lora.target_modules=[qkv]", f"output_dir={tmp_path/'x'}", "tracking.enabled=false")

@@ -1,5 +1,5 @@
 "Write README.md from nbs/index.ipynb (what `nbdev_readme` does, without needing Quarto)."
-import json, re, sys
+import json, re
 from pathlib import Path
 
 def cell_text(cell): return "".join(cell["source"])
