@@ -161,6 +161,7 @@ class _Dialect:
     "How a conversational schema spells its list, roles and texts."
     key: str; role: str; content: str; roles: dict
 
+_TOOL_ROLES = ("tool", "function", "function_call", "observation")  # OpenAI's and LLaMA-Factory's names for tool calls and their results
 _DIALECTS = {"chat": _Dialect("messages", "role", "content", {r: r for r in ROLES}),
              "sharegpt": _Dialect("conversations", "from", "value", {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"})}
 
@@ -169,8 +170,9 @@ def _turn(m, i:int, d:_Dialect, problems:list, ref:str, id, unused:dict)->dict|N
     "One message as {role, content[, weight]}, or None with its problems added."
     path, n0 = f"{d.key}[{i}]", len(problems)
     if not isinstance(m, dict): problems.append(Problem(ref, f"must be an object, got {type(m).__name__}", id, path)); return None
-    role = d.roles.get(m.get(d.role))
-    if role is None: problems.append(Problem(ref, f"must be one of {', '.join(d.roles)}, got {m.get(d.role)!r}", id, f"{path}.{d.role}"))
+    role, raw = d.roles.get(m.get(d.role)), m.get(d.role)
+    if role is None and raw in _TOOL_ROLES: problems.append(Problem(ref, f"is {raw!r}: tool-call turns are not supported for training yet", id, f"{path}.{d.role}"))
+    elif role is None: problems.append(Problem(ref, f"must be one of {', '.join(d.roles)}, got {raw!r}", id, f"{path}.{d.role}"))
     content = _text(m, d.content, problems, ref, id, path=f"{path}.{d.content}")
     out = dict(role=role, content=content)
     if "weight" in m:
@@ -228,7 +230,7 @@ def to_example(ref:str, rec:dict, schema:str, id_field:str="id", unused:dict|Non
     else: raise ValueError(f"unknown schema {schema!r}: choose one of {', '.join(SCHEMAS)}")
     if problems: return None, problems
     for k in _UNUSED_TOP:
-        if k in rec: unused.setdefault(k, []).append(ref)
+        if rec.get(k) not in (None, "", "[]", [], {}): unused.setdefault(k, []).append(ref)  # an empty tool list asks for nothing
     ex.meta = {k: v for k, v in rec.items() if k not in used and k != id_field}
     return ex, []
 
