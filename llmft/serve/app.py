@@ -177,8 +177,9 @@ async def complete(svc:Service, req:CompletionRequest, state=None):
     if not req.stream:
         texts = [echo(i) for i in range(len(gens))]
         finals = await _collect(streams, texts)
-        count_tokens(svc, state, prompt, _usage(prompt, finals).completion_tokens)
-        return response([CompletionChoice(index=i, text=t, finish_reason=f.finish_reason) for i, (t, f) in enumerate(zip(texts, finals))], _usage(prompt, finals))
+        usage = _usage(prompt, finals)
+        count_tokens(svc, state, prompt, usage.completion_tokens)
+        return response([CompletionChoice(index=i, text=t, finish_reason=f.finish_reason) for i, (t, f) in enumerate(zip(texts, finals))], usage)
     first = [response([CompletionChoice(index=i, text=echo(i))]) for i in range(len(gens))] if req.echo else []
     return _sse(svc, state, streams, prompt, lambda i, out: response([CompletionChoice(index=i, text=out.text, finish_reason=out.finish_reason)]),
                 lambda usage: response([], usage), req.include_usage, first)
