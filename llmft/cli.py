@@ -13,10 +13,19 @@ __all__ = ['serve_settings', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #d4b9ba1d
 def _base(args)->int:
-    from llmft.base import build_base, base_quality
+    from llmft.base import build_base, base_quality, build_imported, IMPORTED_BASES
+    if args.size in IMPORTED_BASES:
+        print(build_imported(args.size, force=args.force)); return 0
     path = build_base(args.size, args.seed, force=args.force)
     print(path)
     if args.quality: print(json.dumps(base_quality(path), indent=2))
+    return 0
+
+def _base_import(args)->int:
+    from llmft.gguf_io import import_gguf, compare_logits
+    out = import_gguf(args.gguf, args.out, args.dtype, args.force)
+    print(out)
+    if args.check: print(json.dumps(dict(max_abs_logit_diff=compare_logits(out, args.gguf), dtype=args.dtype)))
     return 0
 
 def _demo(args)->int:
@@ -87,10 +96,27 @@ def _train(args)->int:
     print(json.dumps({k: s.get(k) for k in ("adapter", "steps", "train_seconds", "train_loss", "eval_loss", "eval_perplexity", "tokens_per_s", "run_id", "tracking_uri")}, indent=2))
     return 0
 
+def _export_gguf(args)->int:
+    import json, tempfile
+    from pathlib import Path
+    from llmft.lora import export_merged
+    from llmft.gguf_io import export_gguf, modelfile
+    from transformers import AutoTokenizer
+    meta = Path(args.adapter)/"llmft_adapter.json"
+    base = Path(json.loads(meta.read_text()).get("base_path", "")) if meta.exists() else Path()
+    pre = json.loads((base/"llmft_import.json").read_text())["gguf"].get("pre_tokenizer") if (base/"llmft_import.json").is_file() else None
+    with tempfile.TemporaryDirectory(dir=Path(args.gguf).parent or ".") as tmp:
+        merged = export_merged(args.adapter, Path(tmp)/"merged")
+        out = export_gguf(merged, args.gguf, args.quant, pre)
+        print(out); print(modelfile(out, AutoTokenizer.from_pretrained(merged)))
+    return 0
+
 def _export(args)->int:
     import shutil
     from pathlib import Path
     from llmft.lora import export_merged
+    if args.gguf: return _export_gguf(args)
+    if not args.out: raise ValueError("llmft export needs --out DIR (or --gguf FILE)")
     if args.merge: print(export_merged(args.adapter, args.out)); return 0
     if not (Path(args.adapter)/"adapter_config.json").exists(): raise FileNotFoundError(f"{args.adapter}: not an adapter folder (no adapter_config.json)")
     shutil.copytree(args.adapter, args.out, dirs_exist_ok=True); print(args.out); return 0
@@ -198,12 +224,17 @@ def build_parser()->argparse.ArgumentParser:
     "The `llmft` argument parser."
     p = argparse.ArgumentParser(prog="llmft", description="Fine-tune, evaluate, serve, benchmark and cost LLMs.")
     sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("base", help="build the offline tiny/small base model").add_subparsers(dest="action", required=True)
+    b = sub.add_parser("base", help="build an offline base model (tiny, small, smollm2), or import a GGUF").add_subparsers(dest="action", required=True)
     bb = b.add_parser("build", help="build (or reuse) a base model and print its folder")
-    bb.add_argument("--size", default="tiny", help="tiny or small"); bb.add_argument("--seed", type=int, default=0)
+    bb.add_argument("--size", default="tiny", help="tiny, small or smollm2"); bb.add_argument("--seed", type=int, default=0)
     bb.add_argument("--force", action="store_true", help="rebuild even if cached")
     bb.add_argument("--quality", action="store_true", help="also print held-out perplexity vs a random model")
     bb.set_defaults(func=_base)
+    bi = b.add_parser("import", help="convert a GGUF file into a Hugging Face model folder")
+    bi.add_argument("gguf", help="the .gguf file"); bi.add_argument("--out", required=True, help="folder to write (must not exist unless --force)")
+    bi.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"]); bi.add_argument("--force", action="store_true")
+    bi.add_argument("--check", action="store_true", help="also compare logits with transformers' own GGUF-loaded model (float32)")
+    bi.set_defaults(func=_base_import)
     d = sub.add_parser("data", help="validate, preview or summarise an instruction dataset")
     d.add_argument("action", choices=["validate", "preview", "stats"]); d.add_argument("path", help="file, dataset folder or hub id")
     d.add_argument("--schema", choices=list(SCHEMAS), help="default: detected")
@@ -211,8 +242,8 @@ def build_parser()->argparse.ArgumentParser:
     d.add_argument("--map", nargs="*", metavar="FROM=TO", help="rename fields, e.g. question=instruction")
     d.add_argument("--lenient", action="store_true", help="drop bad examples (each reported) and exit 0")
     d.add_argument("--out", help="with validate: write the valid examples here as JSONL")
-    d.add_argument("--model", help="tokenizer to check/preview with: tiny, a folder or a hub id (validate: also checks max_length)")
-    d.add_argument("--template", default="plain", help="alpaca, plain, chat or a custom string with {instruction}")
+    d.add_argument("--model", help="tokenizer to check/preview with: tiny, smollm2, a folder or a hub id (validate: also checks max_length)")
+    d.add_argument("--template", help="alpaca, plain, chat or a custom string with {instruction} (default: the model's chat template if it has one, else plain)")
     d.add_argument("--max-length", type=int, default=512); d.add_argument("-n", type=int, default=3, help="examples to preview")
     d.set_defaults(func=_data)
     t = sub.add_parser("train", help="LoRA/QLoRA fine-tune with MLflow tracking")
@@ -220,11 +251,13 @@ def build_parser()->argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. lora.r=8 quantization.bits=4")
     t.set_defaults(func=_train)
     e = sub.add_parser("export", help="export an adapter, or merge it into its base with --merge")
-    e.add_argument("adapter", help="adapter folder written by llmft train"); e.add_argument("--out", required=True)
+    e.add_argument("adapter", help="adapter folder written by llmft train"); e.add_argument("--out", help="folder to write")
     e.add_argument("--merge", action="store_true", help="merge into the base and save a standalone model (safetensors)")
+    e.add_argument("--gguf", metavar="FILE", help="merge into the base and write one GGUF file (llama.cpp, Ollama) and a Modelfile beside it")
+    e.add_argument("--quant", choices=["f16", "q8_0"], default="f16", help="with --gguf: tensor type")
     e.set_defaults(func=_export)
     v = sub.add_parser("eval", help="evaluate base vs fine-tuned: perplexity, checked answers, confidence intervals")
-    v.add_argument("--base", required=True, help="base model: tiny, a folder or a hub id"); v.add_argument("--adapter", help="adapter folder of the fine-tune")
+    v.add_argument("--base", required=True, help="base model: tiny, smollm2, a folder or a hub id"); v.add_argument("--adapter", help="adapter folder of the fine-tune")
     v.add_argument("--data", required=True, help="examples with expected answers: a file, folder, hub id or sample"); v.add_argument("--out", required=True, help="report folder")
     v.add_argument("--split", default="test", help="split of a dataset folder, hub id or the sample (default: test)")
     v.add_argument("--tasks", nargs="*", help="only these tasks (the examples' `task` field)"); v.add_argument("--metric", default="exact", help="default metric: exact, contains, numeric, regex, json")
@@ -253,7 +286,7 @@ def build_parser()->argparse.ArgumentParser:
         d = sub.add_parser(name, help=help)
         if name == "run": d.add_argument("config", help="pipeline YAML")
         else: d.set_defaults(config=None)
-        d.add_argument("--model", help="base model: tiny, small, a folder or a hub id (same as model=...)")
+        d.add_argument("--model", help="base model: smollm2 (default), tiny, small, a folder or a hub id (same as model=...)")
         d.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
         d.set_defaults(func=_demo)
     return p

@@ -12,8 +12,8 @@ from .core import require, fingerprint, IGNORE_INDEX
 
 # %% auto #0
 __all__ = ['SCHEMAS', 'ROLES', 'TEMPLATES', 'SAMPLE_SPLITS', 'Problem', 'DataError', 'read_records', 'Example', 'detect_schema',
-           'to_example', 'LoadReport', 'load_examples', 'format_prompt', 'format_example', 'chat_segments',
-           'format_segments', 'Features', 'tokenize_segments', 'tokenize_example', 'TokenizedDataset',
+           'to_example', 'LoadReport', 'load_examples', 'format_prompt', 'choose_template', 'format_example',
+           'chat_segments', 'format_segments', 'Features', 'tokenize_segments', 'tokenize_example', 'TokenizedDataset',
            'tokenize_examples', 'collate', 'pack_features', 'packed_segments', 'sample_dataset_dir',
            'make_sample_dataset', 'dataset_stats']
 
@@ -314,17 +314,26 @@ def _chat_messages(ex:Example)->list[dict]:
     if ex.messages is not None: return ex.messages
     return [{"role": "user", "content": ex.instruction + (f"\n\n{ex.input}" if ex.input else "")}, {"role": "assistant", "content": ex.output}]
 
+def choose_template(template:str|None, tokenizer=None)->str:
+    "The template to use: None means the model's chat template where its tokenizer has one (`chat`), else `plain`."
+    has_chat = bool(getattr(tokenizer, "chat_template", None))
+    if template is None: return "chat" if has_chat else "plain"
+    if template == "chat" and not has_chat:
+        name = getattr(tokenizer, "name_or_path", None) or "the model"
+        raise ValueError(f"template='chat' but the tokenizer of {name} has no chat template: use template=plain, alpaca or a custom string with {{instruction}}")
+    return template
+
 def format_example(ex:Example,              # a validated example
-                   template:str="plain",    # alpaca, plain, chat, or a custom string with {instruction}
+                   template:str|None=None,  # alpaca, plain, chat, a custom string with {instruction}; None: chat if the tokenizer has a chat template, else plain
                    tokenizer=None,          # needed for template="chat"
                   )->tuple[str, str]:        # (prompt, response): the last response, what evaluation generates
     "Split an example into prompt text and (last) response text."
+    template = choose_template(template, tokenizer)
     if template != "chat":
         if ex.messages is not None:
             if len(ex.messages) > 2 or ex.messages[0]["role"] == "system": raise ValueError(f"{ex.ref}: a multi-turn or system chat needs template='chat'")
             ex = Example(ex.ref, ex.id, ex.messages[0]["content"], "", ex.messages[1]["content"])
         return format_prompt(ex, template), ex.output
-    if tokenizer is None or not getattr(tokenizer, "chat_template", None): raise ValueError("template='chat' needs a tokenizer that has a chat template")
     msgs = [dict(role=m["role"], content=m["content"]) for m in _chat_messages(ex)]
     prompt = tokenizer.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(msgs, tokenize=False)
@@ -351,12 +360,12 @@ def chat_segments(messages:list[dict], tokenizer)->list[tuple[str, bool]]:
     if full[len(done):].strip(): pieces.append((full[len(done):], False))
     return [(t, trained) for t, trained in pieces if t]
 
-def format_segments(ex:Example, template:str="plain", tokenizer=None)->list[tuple[str, bool]]:
-    "The training text of an example in (text, trained) pieces."
+def format_segments(ex:Example, template:str|None=None, tokenizer=None)->list[tuple[str, bool]]:
+    "The training text of an example in (text, trained) pieces (template None: as `choose_template`)."
+    template = choose_template(template, tokenizer)
     if template != "chat":
         prompt, response = format_example(ex, template, tokenizer)
         return [(prompt, False), (response, True)]
-    if tokenizer is None or not getattr(tokenizer, "chat_template", None): raise ValueError("template='chat' needs a tokenizer that has a chat template")
     try: return chat_segments(_chat_messages(ex), tokenizer)
     except ValueError as e: raise ValueError(f"{ex.ref}: {e}") from None
 
@@ -403,7 +412,7 @@ class TokenizedDataset:
     truncated: int
     def __len__(self): return len(self.features)
 
-def tokenize_examples(examples:list[Example], tokenizer, template:str="plain", max_length:int=512,
+def tokenize_examples(examples:list[Example], tokenizer, template:str|None=None, max_length:int=512,
                       train_on_prompt:bool=False, strict:bool=True)->TokenizedDataset:
     "Format and tokenize every example; strict raises on any example with nothing to learn."
     feats, problems = [], []
@@ -452,7 +461,7 @@ _NAMES = ["Ann", "Bob", "Eva", "Ian", "Kim", "Leo", "Mia", "Noa", "Raj", "Zoe"]
 _CITIES = ["Oslo", "Lima", "Rome", "Kyiv", "Doha", "Bern", "Riga", "Baku", "Nice", "Pune"]
 
 def _sample_example(rng:random.Random)->dict:
-    task = rng.choice(["add", "reverse", "upper", "km_to_m", "extract"])
+    task = rng.choice(["add", "reverse", "upper", "km_to_m", "extract", "to_json"])
     if task == "add":
         a, b = rng.randrange(10, 50), rng.randrange(10, 50)
         return dict(task=task, metric="numeric", instruction=f"Add {a} and {b}.", output=str(a + b))
@@ -463,6 +472,9 @@ def _sample_example(rng:random.Random)->dict:
         k = rng.randrange(1, 10)
         return dict(task=task, metric="numeric", instruction=f"Convert {k} km to meters.", output=str(k * 1000))
     name, city, age = rng.choice(_NAMES), rng.choice(_CITIES), rng.randrange(20, 60)
+    if task == "to_json":  # structured extraction, checked by parsing: key order and spacing don't matter, values and types do
+        return dict(task=task, metric="json", instruction="Give the record as JSON with keys name, city, age.",
+                    input=f"age={age}; city={city}; name={name}", output=json.dumps(dict(name=name, city=city, age=age)))
     key = rng.choice(["name", "city"])
     return dict(task=task, metric="exact", instruction=f"What is the {key} in the record?", input=f"name={name}; city={city}; age={age}", output=name if key == "name" else city)
 
@@ -490,7 +502,7 @@ def _dist(xs:list[int])->dict:
     q = lambda p: xs[min(len(xs) - 1, int(p * len(xs)))]
     return dict(min=xs[0], p50=q(0.5), p95=q(0.95), max=xs[-1], mean=round(statistics.fmean(xs), 1))
 
-def dataset_stats(examples:list[Example], tokenizer, template:str="plain", max_length:int=512)->dict:
+def dataset_stats(examples:list[Example], tokenizer, template:str|None=None, max_length:int=512)->dict:
     "Counts, per-task counts and token-length distributions of a dataset."
     prompt_lens, resp_lens, total, tasks = [], [], [], {}
     for ex in examples:

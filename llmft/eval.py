@@ -8,13 +8,14 @@ import base64, html, io, json, math, random, re, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 from .core import require, fingerprint, perplexity, IGNORE_INDEX
-from .data import Features, Example, DataError, Problem, collate, format_example, tokenize_example, load_examples
+from .data import Features, Example, DataError, Problem, collate, format_example, tokenize_example, load_examples, choose_template
 
 # %% auto #0
 __all__ = ['METRICS', 'HTML_STYLE', 'sliding_windows', 'score_features', 'text_features', 'perplexity_report', 'normalize',
            'check_answer', 'expected_problem', 'check_expected', 'generate_answers', 'paired_bootstrap',
-           'perplexity_bootstrap', 'EvalSettings', 'evaluate_model', 'compare', 'evaluate_models', 'eval_plots',
-           'eval_markdown', 'headline', 'examples_table', 'markdown_to_html', 'loss_history_of', 'write_report']
+           'perplexity_bootstrap', 'EvalSettings', 'retention_blocks', 'retention', 'evaluate_model', 'compare',
+           'evaluate_models', 'eval_plots', 'eval_markdown', 'headline', 'examples_table', 'markdown_to_html',
+           'loss_history_of', 'write_report']
 
 # %% ../nbs/06_eval.ipynb #0d775ccb
 def sliding_windows(f:Features, window:int, stride:int)->list[Features]:
@@ -115,13 +116,16 @@ def generate_answers(model, tokenizer, prompts:list[str], max_new_tokens:int=16,
     "Greedy continuations of `prompts` (special tokens dropped, stripped), continuously batched by the serving engine."
     import asyncio, threading
     from llmft.serve.engine import TransformersEngine, EngineSettings, GenerationRequest, SamplingParams
-    engine = TransformersEngine(EngineSettings(max_batch=batch_size, max_waiting=len(prompts) + 1, max_model_len=getattr(model.config, "max_position_embeddings", None)),
+    ids = [tokenizer(p).input_ids for p in prompts]
+    context = getattr(model.config, "max_position_embeddings", None) or 10**9
+    # the engine's per-step cost grows with max_model_len (8192 for SmolLM2: 5x slower decoding here), so only as long as these prompts need
+    engine = TransformersEngine(EngineSettings(max_batch=batch_size, max_waiting=len(prompts) + 1, max_model_len=min(context, max(map(len, ids)) + max_new_tokens)),
                                 model=model, tokenizer=tokenizer)
     async def run():
         await engine.start()
         async def one(i, p):
             text = ""
-            async for out in engine.generate(GenerationRequest(f"eval-{i}", tokenizer(p).input_ids, SamplingParams(max_tokens=max_new_tokens, temperature=0))):
+            async for out in engine.generate(GenerationRequest(f"eval-{i}", ids[i], SamplingParams(max_tokens=max_new_tokens, temperature=0))):
                 if out.error: raise RuntimeError(f"generation failed: {out.error}")
                 text += out.text
             return text.strip()
@@ -166,11 +170,13 @@ class EvalSettings:
     max_examples: int|None = None     # cap on examples (the first N)
     tasks: list[str]|None = None      # only examples whose `task` is one of these
     metric: str = "exact"             # metric for examples without their own `metric`
-    template: str|None = None         # None: the template recorded with the adapter, else "plain"
+    template: str|None = None         # None: the template recorded with the adapter, else the model's chat template if it has one, else plain
     max_length: int = 512
     max_new_tokens: int = 16
     batch_size: int = 16
     response_only: bool = True        # perplexity over response tokens (False: over prompt and response)
+    retention_blocks: int = 16        # blocks of held-out general text (not the tasks) scored for forgetting; 0 skips it
+    retention_len: int = 128          # tokens per retention block
     bootstrap: int = 2000
     seed: int = 0
 
@@ -179,6 +185,23 @@ def _select(examples:list[Example], s:EvalSettings)->list[Example]:
     examples = examples[: s.max_examples] if s.max_examples else examples
     if not examples: raise DataError([], "no examples to evaluate" + (f" for tasks {s.tasks}" if s.tasks else ""))
     return examples
+
+# %% ../nbs/06_eval.ipynb #e6e7204f
+def retention_blocks(tokenizer, n:int=16, seq_len:int=128)->list[list[int]]:
+    "The first `n` blocks of `seq_len` tokens of held-out general text (the standard library's held-out docstrings)."
+    from llmft.base import stdlib_docstrings, split_corpus, token_blocks
+    if n <= 0: return []
+    return token_blocks(tokenizer, split_corpus(stdlib_docstrings())[1], seq_len)[:n].tolist()
+
+def retention(model, tokenizer, s:EvalSettings)->dict:
+    "Per-block NLL and token counts on the retention text, and its perplexity (empty when `s.retention_blocks` is 0)."
+    from llmft.base import blocks_nll
+    torch = require("torch")
+    blocks = retention_blocks(tokenizer, s.retention_blocks, s.retention_len)
+    if not blocks: return {}
+    pairs = [blocks_nll(model, torch.tensor([b])) for b in blocks]
+    nll, count = [p[0] for p in pairs], [p[1] for p in pairs]
+    return dict(retention_nll=nll, retention_tokens=count, retention_perplexity=perplexity(sum(nll), sum(count)))
 
 # %% ../nbs/06_eval.ipynb #a0dfb402
 def evaluate_model(model, tokenizer, examples:list[Example], s:EvalSettings)->dict:
@@ -195,7 +218,7 @@ def evaluate_model(model, tokenizer, examples:list[Example], s:EvalSettings)->di
         rows.append(dict(ref=e.ref, id=e.id, task=e.meta.get("task"), metric=metric, prompt=p, expected=e.output, got=got, passed=check_answer(got, e.output, metric)))
     n_bytes = sum(len(r.encode()) for _, r in pairs) if s.response_only else sum(len((p + r).encode()) for p, r in pairs)
     inputs = fingerprint([[f.input_ids for f in feats], [p for p, _ in pairs], asdict(s)])
-    return dict(example_nll=nll, example_tokens=count, rows=rows, inputs_fingerprint=inputs, **perplexity_report(nll, count, n_bytes))
+    return dict(example_nll=nll, example_tokens=count, rows=rows, inputs_fingerprint=inputs, **perplexity_report(nll, count, n_bytes), **retention(model, tokenizer, s))
 
 # %% ../nbs/06_eval.ipynb #d9c3a107
 def compare(base_result:dict, tuned_result:dict, s:EvalSettings)->dict:
@@ -206,6 +229,8 @@ def compare(base_result:dict, tuned_result:dict, s:EvalSettings)->dict:
                perplexity=perplexity_bootstrap((base_result["example_nll"], base_result["example_tokens"]), (tuned_result["example_nll"], tuned_result["example_tokens"]), n=s.bootstrap, seed=s.seed),
                bits_per_byte=dict(base=base_result.get("bits_per_byte"), tuned=tuned_result.get("bits_per_byte")),
                accuracy=paired_bootstrap(passed(base_result), passed(tuned_result), n=s.bootstrap, seed=s.seed), tasks={})
+    if base_result.get("retention_nll"):
+        out["retention"] = perplexity_bootstrap((base_result["retention_nll"], base_result["retention_tokens"]), (tuned_result["retention_nll"], tuned_result["retention_tokens"]), n=s.bootstrap, seed=s.seed)
     for task in sorted({r["task"] for r in base_result["rows"]}, key=str):
         idx = [i for i, r in enumerate(base_result["rows"]) if r["task"] == task]
         out["tasks"][str(task)] = paired_bootstrap([float(base_result["rows"][i]["passed"]) for i in idx], [float(tuned_result["rows"][i]["passed"]) for i in idx], n=s.bootstrap, seed=s.seed) | dict(examples=len(idx))
@@ -226,9 +251,9 @@ def _load_models(base:str, adapter:str|Path|None, tuned_model:str|Path|None)->tu
     elif tuned_model is not None: tuned = load_base_model(TrainConfig(model=resolve_model(tuned_model))).eval()
     return tok, base_model, tuned
 
-def _adapter_template(adapter:str|Path|None)->str:
+def _adapter_template(adapter:str|Path|None)->str|None:
     meta = Path(adapter)/"llmft_adapter.json" if adapter else None
-    return json.loads(meta.read_text()).get("template", "plain") if meta and meta.exists() else "plain"
+    return json.loads(meta.read_text()).get("template") if meta and meta.exists() else None
 
 # %% ../nbs/06_eval.ipynb #a2e23076
 def evaluate_models(base:str,                      # base model: name, folder or hub id
@@ -237,6 +262,7 @@ def evaluate_models(base:str,                      # base model: name, folder or
                     tuned_model:str|Path|None=None,# or a merged fine-tuned model folder
                     settings:EvalSettings=EvalSettings(),
                     split:str="test",              # split of a folder, hub id or the sample
+                    base_result:dict|None=None,    # the base's `evaluate_model` result from an earlier call on the same inputs (scored once for several fine-tunes)
                    )->dict:
     "Evaluate base and fine-tuned models on identical inputs; returns metrics, comparisons and per-example rows."
     if adapter is not None and not Path(adapter).is_dir(): raise FileNotFoundError(f"adapter folder {adapter} does not exist")
@@ -244,16 +270,18 @@ def evaluate_models(base:str,                      # base model: name, folder or
     examples = _select(load_examples(data, split=split).examples, settings)
     check_expected(examples, settings.metric)
     tok, base_model, tuned = _load_models(base, adapter, tuned_model)
+    settings = replace(settings, template=choose_template(settings.template, tok))
     t0 = time.time()
-    results = {"base": evaluate_model(base_model, tok, examples, settings)}
+    results = {"base": base_result or evaluate_model(base_model, tok, examples, settings)}
     if tuned is not None: results["tuned"] = evaluate_model(tuned, tok, examples, settings)
-    summary = {name: {k: r[k] for k in ("perplexity", "bits_per_byte", "tokens", "examples")} | dict(accuracy=sum(x["passed"] for x in r["rows"]) / len(r["rows"]))
+    summary = {name: {k: r[k] for k in ("perplexity", "bits_per_byte", "tokens", "examples", "retention_perplexity") if k in r} | dict(accuracy=sum(x["passed"] for x in r["rows"]) / len(r["rows"]))
                for name, r in results.items()}
     for name, m in (("base", base_model), ("tuned", tuned)):
         if m is not None: summary[name]["dtype"] = str(m.dtype).removeprefix("torch.")
     return dict(base=str(base), adapter=str(adapter) if adapter else None, data=str(data), settings=asdict(settings), seconds=round(time.time() - t0, 1),
                 summary=summary, comparison=compare(results["base"], results["tuned"], settings) if tuned is not None else None,
-                examples=[dict(b, got_tuned=t["got"], passed_tuned=t["passed"]) for b, t in zip(results["base"]["rows"], results.get("tuned", results["base"])["rows"])])
+                examples=[dict(b, got_tuned=t["got"], passed_tuned=t["passed"]) for b, t in zip(results["base"]["rows"], results.get("tuned", results["base"])["rows"])],
+                base_result=results["base"])  # not written to eval.json: what `base_result=` takes next time
 
 # %% ../nbs/06_eval.ipynb #e45f2bdb
 def _png(fig)->str:
@@ -293,7 +321,12 @@ def eval_markdown(ev:dict)->str:
     if cmp:
         lines += ["", f"Both models saw identical inputs: {cmp['examples']} examples, {cmp['scored_tokens']} scored tokens, fingerprint `{cmp['inputs_fingerprint']}`.", "",
                   "Fine-tuned − base, with 95% paired bootstrap intervals:", "",
-                  f"- perplexity: {_fmt_ci(cmp['perplexity'])}", f"- accuracy: {_fmt_ci(cmp['accuracy'], True)}", "",
+                  f"- perplexity: {_fmt_ci(cmp['perplexity'])}", f"- accuracy: {_fmt_ci(cmp['accuracy'], True)}"]
+        if cmp.get("retention"):
+            r = cmp["retention"]
+            lines += [f"- retention (perplexity on held-out general text, not the tasks: {r['base']:.3f} base, {r['tuned']:.3f} fine-tuned): {_fmt_ci(r)}"
+                      + (" — **forgetting**" if r["verdict"] == "worse" else "")]
+        lines += ["",
                   "| task | examples | base | fine-tuned | difference [95% CI] |", "|---|---|---|---|---|"]
         lines += [f"| {t} | {r['examples']} | {100 * r['base']:.1f}% | {100 * r['tuned']:.1f}% | {_fmt_ci(r, True)} |" for t, r in cmp["tasks"].items()]
         lines += ["", headline(cmp)]
@@ -348,7 +381,7 @@ def loss_history_of(train_dir:str|Path|None)->list[tuple[int, float]]|None:
 def write_report(ev:dict, out_dir:str|Path, train_dir:str|Path|None=None, run_id:str|None=None, tracking_uri:str|None=None)->Path:
     "Write eval.json, eval.md and a self-contained eval.html; log them to an MLflow run when given."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    (out/"eval.json").write_text(json.dumps(ev, indent=2, default=str))
+    (out/"eval.json").write_text(json.dumps({k: v for k, v in ev.items() if k != "base_result"}, indent=2, default=str))
     md = eval_markdown(ev); (out/"eval.md").write_text(md)
     plots = eval_plots(ev, loss_history_of(train_dir))
     imgs = "".join(f"<img alt='{k}' src='data:image/png;base64,{v}'>" for k, v in plots.items())
@@ -358,6 +391,6 @@ def write_report(ev:dict, out_dir:str|Path, train_dir:str|Path|None=None, run_id
         client = require("mlflow").MlflowClient(tracking_uri)
         for f in ("eval.json", "eval.md", "eval.html"): client.log_artifact(run_id, str(out/f), "eval")
         for name, r in ev["summary"].items():
-            for k in ("perplexity", "accuracy", "bits_per_byte"):
+            for k in ("perplexity", "accuracy", "bits_per_byte", "retention_perplexity"):
                 if r.get(k) is not None: client.log_metric(run_id, f"eval_{name}_{k}", r[k])
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 from pydantic import Field
 from .core import Config, require, fingerprint, perplexity, shifted_nll, IGNORE_INDEX
-from .data import load_examples, tokenize_examples, pack_features, collate, Features
+from .data import load_examples, tokenize_examples, pack_features, collate, Features, choose_template
 from .base import resolve_model
 from .memory import lean_activations
 
@@ -114,7 +114,7 @@ class DataSettings(Config):
     eval: str|None = "sample"           # held-out data for eval loss/perplexity; "sample" = its validation split
     data_schema: str|None = Field(None, alias="schema")  # alpaca, prompt_response, chat; None detects it
     columns: dict[str, str] = {}
-    template: str = "plain"
+    template: str|None = None           # alpaca, plain, chat, a custom string; None: the model's chat template if it has one (chat), else plain
     max_length: int = 256
     train_on_prompt: bool = False
     packing: bool = False
@@ -378,7 +378,7 @@ def save_adapter(model, tokenizer, cfg:TrainConfig, out:str|Path, extra:dict|Non
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     meta = dict(base_model=cfg.model, base_path=resolve_model(cfg.model, 0), quantization=cfg.quantization.resolved().model_dump(),
-                template=cfg.data.template, max_length=cfg.data.max_length, lora=cfg.lora.model_dump(), **(extra or {}))
+                template=choose_template(cfg.data.template, tokenizer), max_length=cfg.data.max_length, lora=cfg.lora.model_dump(), **(extra or {}))
     (out/"llmft_adapter.json").write_text(json.dumps(meta, indent=2, default=str))
     return out
 

@@ -13,24 +13,37 @@ from .core import Config
 from .lora import TrainConfig, QuantSettings
 
 # %% auto #0
-__all__ = ['STAGES', 'PipelineConfig', 'library_versions', 'git_commit', 'machine_info', 'stage', 'base_stage', 'data_stage',
-           'train_stage', 'qlora_stage', 'eval_stage', 'start_server', 'stop_server', 'serve_stage', 'bench_stage',
-           'cost_stage', 'write_run_report', 'report_stage', 'run_pipeline', 'PipelineTracker']
+__all__ = ['MODEL_PRESETS', 'STAGES', 'PipelineConfig', 'library_versions', 'git_commit', 'machine_info', 'stage', 'base_stage',
+           'data_stage', 'train_stage', 'qlora_stage', 'eval_stage', 'start_server', 'stop_server', 'serve_stage',
+           'bench_stage', 'cost_stage', 'write_run_report', 'report_stage', 'run_pipeline', 'PipelineTracker']
 
 # %% ../nbs/12_pipeline.ipynb #92ce3eb3
+# Each base's demo settings under the values given (which win key by key); any other model gets SmolLM2's.
+MODEL_PRESETS = {
+    "smollm2": dict(train=dict(lr=2e-3, max_steps=40, batch_size=8, eval_steps=40, save_steps=40, logging_steps=5, data=dict(max_eval_examples=48)),
+                    eval_examples=120, bench_requests=32),
+    "tiny": dict(train=dict(lr=3e-3, max_steps=600, batch_size=32, eval_steps=200, save_steps=200, logging_steps=20), eval_examples=200, bench_requests=48)}
+
+def _merged(preset:dict, given:dict)->dict:
+    "`given` over `preset`, nested dicts merged key by key."
+    out = dict(preset)
+    for k, v in given.items(): out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
 class PipelineConfig(Config):
     "What `llmft demo` / `llmft run` do; every field can be overridden with `key=value`."
     name: str|None = None          # run folder name (default: a timestamp)
     runs_dir: str = "runs"         # where run folders go
-    model: str = "tiny"            # base: "tiny", "small", a local folder or a hub id
+    model: str = "smollm2"         # base: "smollm2" (SmolLM2-135M-Instruct), "tiny", "small", a local folder or a hub id
     seed: int = 0
     stages: list[str] = ["base", "data", "train", "qlora", "eval", "serve", "bench", "cost", "report"]  # stages to run, in order
-    train: TrainConfig = TrainConfig(max_steps=600, batch_size=32, eval_steps=200, save_steps=200, logging_steps=20)
+    train: TrainConfig = TrainConfig()  # under the model's preset (MODEL_PRESETS)
     qlora_steps: int|None = None   # the QLoRA stage trains the same config on a 4-bit base (default: as many steps as LoRA, so costs compare)
     test_data: str|None = None     # held-out examples with expected answers for the eval stage: "sample" (its test split), a file, folder or hub id
     test_split: str = "test"       # split of test_data to take (a folder, hub id or the sample)
-    eval_examples: int|None = 200  # test examples the eval stage uses (None: all)
-    bench_requests: int = 48       # the short benchmark of the served fine-tune
+    eval_examples: int|None = 120  # test examples the eval stage uses (None: all)
+    eval_max_new_tokens: int = 28  # tokens generated per answer (the sample's longest, a JSON record, is 22)
+    bench_requests: int = 32       # the short benchmark of the served fine-tune
     bench_concurrency: int = 8
     bench_prompt_len: int = 128
     bench_max_tokens: int = 32
@@ -38,6 +51,12 @@ class PipelineConfig(Config):
     api_price_per_1m: float|None = None  # a hosted API's $ per 1M output tokens, for the break-even
     daily_requests: int|None = 100_000  # a daily volume to size the deployment for
     tracking: bool = True          # a parent MLflow run with a child run per stage
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data):
+        if not isinstance(data, dict): return data
+        return _merged(MODEL_PRESETS.get(str(data.get("model", "smollm2")), MODEL_PRESETS["smollm2"]), data)
 
     @model_validator(mode="after")
     def _test_data(self):
@@ -83,11 +102,14 @@ def stage(name:str):
 @stage("base")
 def base_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     "Build or reuse the base model; held-out perplexity against a random model (offline builds only)."
-    from llmft.base import resolve_model, base_quality, BASE_SIZES
+    from llmft.base import resolve_model, base_quality, BASE_SIZES, IMPORTED_BASES
     t0 = time.time()
     state["model_dir"] = resolve_model(cfg.model, cfg.seed)
     out = dict(model=cfg.model, model_dir=state["model_dir"], seconds=round(time.time() - t0, 1))
     if cfg.model in BASE_SIZES: out |= base_quality(state["model_dir"])
+    if cfg.model in IMPORTED_BASES:
+        info = json.loads((Path(state["model_dir"])/"llmft_import.json").read_text())
+        out |= dict(imported_from=Path(info["gguf"]["file"]).name, params=info["params"], dtype=info["dtype"], end_of_turn=info["end_of_turn"])
     return out
 
 # %% ../nbs/12_pipeline.ipynb #6cd8dd21
@@ -133,11 +155,12 @@ def eval_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     "Base vs fine-tuned on the test split: perplexity, checked answers, bootstrap intervals, reports."
     from llmft.eval import EvalSettings, evaluate_models, write_report
     if "adapter" not in state: raise RuntimeError("the eval stage needs the train stage's adapter: run stages [train, eval]")
-    settings = EvalSettings(max_examples=cfg.eval_examples, template=cfg.train.data.template, max_length=cfg.train.data.max_length)
-    out = dict(test_data=cfg.test_data, test_split=cfg.test_split)
+    settings = EvalSettings(max_examples=cfg.eval_examples, template=cfg.train.data.template, max_length=cfg.train.data.max_length, max_new_tokens=cfg.eval_max_new_tokens)
+    out, base_result = dict(test_data=cfg.test_data, test_split=cfg.test_split), None
     for name, key in (("lora", "adapter"), ("qlora", "qlora_adapter")):
         if key not in state: continue
-        ev = evaluate_models(state["model_dir"], cfg.test_data, adapter=state[key], settings=settings, split=cfg.test_split)
+        ev = evaluate_models(state["model_dir"], cfg.test_data, adapter=state[key], settings=settings, split=cfg.test_split, base_result=base_result)
+        base_result = ev.pop("base_result")  # the base is scored once, for both fine-tunes
         run = json.loads((Path(state[key]).parent/"llmft_run.json").read_text()) if (Path(state[key]).parent/"llmft_run.json").exists() else {}
         write_report(ev, run_dir/"eval"/name, Path(state[key]).parent, run.get("run_id"), run.get("tracking_uri"))
         state[f"eval_{name}"] = ev
@@ -145,6 +168,9 @@ def eval_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
         out |= {f"{name}_accuracy": ev["summary"]["tuned"]["accuracy"], f"{name}_perplexity": ev["summary"]["tuned"]["perplexity"],
                 f"{name}_accuracy_verdict": c["accuracy"]["verdict"], f"{name}_perplexity_verdict": c["perplexity"]["verdict"]}
         out |= {"base_accuracy": ev["summary"]["base"]["accuracy"], "base_perplexity": ev["summary"]["base"]["perplexity"]}
+        if c.get("retention"):
+            out |= {"base_retention_perplexity": c["retention"]["base"], f"{name}_retention_perplexity": c["retention"]["tuned"], f"{name}_retention_verdict": c["retention"]["verdict"]}
+        out[f"{name}_tasks_better"] = sum(t["verdict"] == "better" for t in c["tasks"].values())
     return out
 
 # %% ../nbs/12_pipeline.ipynb #972707c6
@@ -152,11 +178,12 @@ def _free_port()->int:
     import socket
     with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
-def start_server(model_dir:str, adapter:str|None, log_file:Path, max_batch:int=16)->dict:
+def start_server(model_dir:str, adapter:str|None, log_file:Path, max_batch:int=16, max_model_len:int=1024)->dict:
     "Start `llmft serve` in a subprocess on a free 127.0.0.1 port; returns its process and URL once healthy."
     import httpx
     port = _free_port()
-    cmd = [sys.executable, "-m", "llmft.cli", "serve", "--model", model_dir, "--port", str(port), "--max-batch", str(max_batch), "--served-model-name", "base"]
+    cmd = [sys.executable, "-m", "llmft.cli", "serve", "--model", model_dir, "--port", str(port), "--max-batch", str(max_batch), "--served-model-name", "base",
+           "--max-model-len", str(max_model_len)]  # the demo's prompts are short; the engine's step cost grows with this (SmolLM2's context is 8192)
     if adapter: cmd += ["--adapter", f"finetuned={adapter}"]
     log = open(log_file, "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -182,12 +209,11 @@ def serve_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     "Start the server with the fine-tuned adapter and ask it one question through the API."
     import httpx
     server = state["server"] = start_server(state["model_dir"], state.get("adapter"), run_dir/"server.log")
-    prompt = "### Instruction:\nConvert 4 km to meters.\n### Response:\n"
-    model = "finetuned" if state.get("adapter") else "base"
-    r = httpx.post(server["url"] + "/v1/completions", json=dict(model=model, prompt=prompt, max_tokens=8, temperature=0), timeout=60)
+    question, model = "Convert 4 km to meters.", "finetuned" if state.get("adapter") else "base"
+    r = httpx.post(server["url"] + "/v1/chat/completions", json=dict(model=model, messages=[dict(role="user", content=question)], max_tokens=32, temperature=0), timeout=60)
     r.raise_for_status()
-    models = [m["id"] for m in httpx.get(server["url"] + "/v1/models").json()["data"]]
-    return dict(url=server["url"], models=models, example_prompt="Convert 4 km to meters.", example_answer=r.json()["choices"][0]["text"].strip())
+    choice, models = r.json()["choices"][0], [m["id"] for m in httpx.get(server["url"] + "/v1/models").json()["data"]]
+    return dict(url=server["url"], models=models, example_prompt=question, example_answer=choice["message"]["content"].strip(), example_finish_reason=choice["finish_reason"])
 
 @stage("bench")
 def bench_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
@@ -223,7 +249,9 @@ def cost_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     inference = {}
     if state.get("bench_dir"):
         rep = load_bench(state["bench_dir"])
-        inference["transformers engine"] = inference_cost(cat, cfg.cost_instance, rep, daily_requests=cfg.daily_requests, api_price_per_1m=cfg.api_price_per_1m)
+        # priced on goodput (requests within the 2 s SLO); when none made it, on throughput, and the report's basis column says so
+        inference["transformers engine"] = inference_cost(cat, cfg.cost_instance, rep, daily_requests=cfg.daily_requests, api_price_per_1m=cfg.api_price_per_1m,
+                                                          use_goodput=bool(rep.get("goodput")))
     if not training and not inference: raise RuntimeError("the cost stage needs a training or bench stage before it")
     write_cost_report(cat, run_dir/"cost", training, inference, None, state.get("lora_run"), uri if state.get("lora_run") else None)
     state["cost_dir"] = str(run_dir/"cost")
@@ -266,12 +294,13 @@ def write_run_report(run_dir:Path, manifest:dict)->Path:
         md += [_strip_title((run_dir/"eval"/"lora"/"eval.md").read_text()), ""]
         if (run_dir/"eval"/"qlora"/"eval.json").exists():
             qs = json.loads((run_dir/"eval"/"qlora"/"eval.json").read_text())["summary"]["tuned"]
-            md += [f"QLoRA fine-tune on the same examples: perplexity {qs['perplexity']:.3f}, accuracy {100 * qs['accuracy']:.1f}%.", ""]
+            md += [f"QLoRA fine-tune on the same examples: perplexity {qs['perplexity']:.3f}, accuracy {100 * qs['accuracy']:.1f}%"
+                   + (f", retention perplexity {qs['retention_perplexity']:.3f}" if "retention_perplexity" in qs else "") + ".", ""]
         plots = eval_plots(ev)
         html_extra["eval"] = "".join(f"<img alt='{k}' src='data:image/png;base64,{v}'>" for k, v in plots.items()) + "<h3>Example generations</h3>" + examples_table(ev["examples"], 10)
     else: md += ["The eval stage did not run.", ""]
     md += ["## Serving benchmark", ""]
-    if "serve" in st: md += [f"`llmft serve` answered *{st['serve']['example_prompt']}* with `{st['serve']['example_answer']}` (model `finetuned`).", ""]
+    if "serve" in st: md += [f"`llmft serve` answered *{st['serve']['example_prompt']}* with `{st['serve']['example_answer']}` (model `finetuned`, chat template, finish reason `{st['serve'].get('example_finish_reason')}`).", ""]
     if (run_dir/"bench"/"bench.md").exists():
         md += [_strip_title((run_dir/"bench"/"bench.md").read_text()), "", "![latency](bench/latency_cdf.png) ![resources](bench/resources.png)", ""]
         html_extra["bench"] = _img(run_dir/"bench"/"latency_cdf.png") + _img(run_dir/"bench"/"resources.png")

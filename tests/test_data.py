@@ -147,3 +147,14 @@ def test_cli_openai_file_trains_every_weighted_assistant_turn_and_names_unused_f
     first, second = r.stdout.split("--- oa.jsonl:2")
     assert "[trained]\n3</s>" in first and "[trained]\nHello" not in first  # weight 0: shown, not trained
     assert "[trained]\nHello</s>" in second and "[trained]\ncba</s>" in second  # no weights: every assistant turn
+
+def test_chat_template_asked_of_a_model_without_one_is_one_line_before_training(tmp_path, tiny_base):
+    import shutil
+    plain = tmp_path/"no-chat"
+    shutil.copytree(tiny_base, plain)
+    (plain/"chat_template.jinja").unlink()  # a base model without a chat template
+    r = run_cli("train", f"model={plain}", "data.template=chat", f"output_dir={tmp_path/'out'}", "tracking.enabled=false", "max_steps=1")
+    assert r.returncode == 2 and f"template='chat' but the tokenizer of {plain} has no chat template" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path/"out"/"checkpoints").exists()
+    r = run_cli("data", "preview", "sample", "--model", plain, "-n", "1")  # no template named: plain, since it has none
+    assert r.returncode == 0 and "### Instruction:" in r.stdout, r.stdout + r.stderr

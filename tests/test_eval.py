@@ -12,10 +12,11 @@ def test_cli_eval_base_vs_finetuned(tmp_path, tiny_base):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Both models saw identical inputs: 60 examples" in r.stdout and "report:" in r.stdout
     ev = json.loads((tmp_path/"rep"/"eval.json").read_text())
-    assert ev["examples"][0]["id"] == "test-00000" and ev["settings"]["template"] == "plain"  # `sample` is the shipped test split; the adapter's template
+    assert ev["examples"][0]["id"] == "test-00000" and ev["settings"]["template"] == "chat"  # `sample` is the shipped test split; the adapter's template (tiny has a chat template: the default)
     assert ev["summary"]["base"]["dtype"] == ev["summary"]["tuned"]["dtype"] == "float32"
     assert ev["comparison"]["perplexity"]["verdict"] == "better"
     assert ev["summary"]["tuned"]["perplexity"] < ev["summary"]["base"]["perplexity"]
+    assert ev["comparison"]["retention"]["base"] == ev["summary"]["base"]["retention_perplexity"] > 1 and "retention (perplexity on held-out general text" in (tmp_path/"rep"/"eval.md").read_text()
     import mlflow
     run_id = json.loads((tmp_path/"ft"/"llmft_run.json").read_text())["run_id"]
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path.resolve()}/mlflow.db")

@@ -4,7 +4,7 @@ from pathlib import Path
 from conftest import ROOT, run_cli
 
 def test_cli_demo_writes_manifest_and_reports_perplexity(tmp_path, tiny_base):
-    r = run_cli("demo", f"runs_dir={tmp_path}", "name=t1", "train.max_steps=120", "train.eval_steps=60", "train.save_steps=60", "eval_examples=40", "bench_requests=16")
+    r = run_cli("demo", "model=tiny", f"runs_dir={tmp_path}", "name=t1", "train.max_steps=120", "train.eval_steps=60", "train.save_steps=60", "eval_examples=40", "bench_requests=16")
     assert r.returncode == 0, r.stderr
     assert "perplexity=" in r.stdout and "random_perplexity=" in r.stdout
     m = json.loads((tmp_path/"t1"/"manifest.json").read_text())

@@ -15,10 +15,10 @@ from .protocol import SamplingFields, APIError
 
 # %% auto #0
 __all__ = ['SHUTTING_DOWN', 'SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'SlotKVCache',
-           'step_mask', 'next_tokens', 'visible_text', 'EngineBusy', 'incremental_text', 'load_serving_model',
-           'cache_argument', 'prepack_linear_weights', 'spare_memory_bytes', 'fuse_projections', 'in_passing_thread',
-           'TransformersEngine', 'StaticDecode', 'slot_forward_problem', 'SlotForward', 'vllm_cpu_plugin',
-           'vllm_engine_args', 'lint_adapter', 'VLLMEngine', 'vllm_sampling_params', 'make_engine']
+           'step_mask', 'next_tokens', 'visible_text', 'EngineBusy', 'incremental_text', 'eos_token_ids',
+           'load_serving_model', 'cache_argument', 'prepack_linear_weights', 'spare_memory_bytes', 'fuse_projections',
+           'in_passing_thread', 'TransformersEngine', 'StaticDecode', 'slot_forward_problem', 'SlotForward',
+           'vllm_cpu_plugin', 'vllm_engine_args', 'lint_adapter', 'VLLMEngine', 'vllm_sampling_params', 'make_engine']
 
 # %% ../../nbs/08_serve_engine.ipynb #1bdacf5d
 @dataclass
@@ -94,7 +94,7 @@ class Engine(ABC):
 # %% ../../nbs/08_serve_engine.ipynb #91cd026f
 class EngineSettings(Config):
     "How `llmft serve` runs its model."
-    model: str = "tiny"                              # tiny, small, a folder or a hub id
+    model: str = "tiny"                              # tiny, small, smollm2, a folder or a hub id
     adapters: dict[str, str] = {}                    # served adapter name -> folder
     engine: Literal["auto", "hf", "vllm"] = "auto"   # auto: vLLM where installed and a GPU is present, else transformers
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: the model's saved dtype
@@ -153,7 +153,7 @@ def step_mask(q_positions, kv_len:int, dtype, lengths=None):
     return torch.zeros(allowed.shape, dtype=dtype, device=q_positions.device).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
 
 # %% ../../nbs/08_serve_engine.ipynb #53f372df
-def _adjust(logits, p:SamplingParams, seq_ids:list[int], generated:list[int], eos_id:int|None):
+def _adjust(logits, p:SamplingParams, seq_ids:list[int], generated:list[int], eos_ids:list[int]):
     torch = require("torch")
     if p.repetition_penalty != 1.0 and seq_ids:
         idx = torch.tensor(sorted(set(seq_ids)), device=logits.device)
@@ -162,7 +162,7 @@ def _adjust(logits, p:SamplingParams, seq_ids:list[int], generated:list[int], eo
         ids, counts = torch.tensor(generated, device=logits.device).unique(return_counts=True)
         logits[ids] -= p.presence_penalty + p.frequency_penalty * counts.to(logits.dtype)
     if len(generated) < p.min_tokens:
-        for t in ([eos_id] if eos_id is not None else []) + p.stop_token_ids: logits[t] = -float("inf")
+        for t in list(eos_ids) + p.stop_token_ids: logits[t] = -float("inf")
     return logits
 
 def _sample(logits, p:SamplingParams, gen):
@@ -178,13 +178,13 @@ def _sample(logits, p:SamplingParams, gen):
         probs[order[drop]] = 0
     return int(torch.multinomial(probs / probs.sum(), 1, generator=gen))
 
-def next_tokens(logits, seqs:list, eos_id:int|None)->list[int]:
+def next_tokens(logits, seqs:list, eos_ids:list[int])->list[int]:
     "The next token of each row of `logits` (B, vocab) under each sequence's sampling parameters."
     simple = all(s.params.temperature == 0 and s.params.repetition_penalty == 1.0 and not s.params.presence_penalty
                  and not s.params.frequency_penalty and len(s.generated) >= s.params.min_tokens for s in seqs)
     if simple: return logits.argmax(-1).tolist()
     logits = logits.float()
-    return [_sample(_adjust(logits[i].clone(), s.params, s.ids, s.generated, eos_id), s.params, s.gen) for i, s in enumerate(seqs)]
+    return [_sample(_adjust(logits[i].clone(), s.params, s.ids, s.generated, eos_ids), s.params, s.gen) for i, s in enumerate(seqs)]
 
 # %% ../../nbs/08_serve_engine.ipynb #e3db1efe
 def visible_text(text:str, stops:list[str], final:bool)->tuple[str, bool]:
@@ -233,6 +233,13 @@ def _dtype(name:str, model_path:str):
     cfg = tf.AutoConfig.from_pretrained(model_path)
     saved = getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None) or "float32"
     return getattr(torch, str(saved).replace("torch.", "")) if isinstance(saved, str) or hasattr(saved, "is_floating_point") else torch.float32
+
+def eos_token_ids(model, tok)->list[int]:
+    "The ids generation stops on: the generation config's `eos_token_id` (one or a list), then the tokenizer's EOS if not among them."
+    gc = getattr(model, "generation_config", None)
+    ids = getattr(gc, "eos_token_id", None) if gc is not None else None
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    return ids + [tok.eos_token_id] if tok.eos_token_id is not None and tok.eos_token_id not in ids else ids
 
 def load_serving_model(s:EngineSettings):
     "Model (with named adapters attached), tokenizer and adapter map for the transformers engine."
@@ -382,7 +389,7 @@ class TransformersEngine(Engine):
         slots = settings.max_batch + (1 if compiled else 0)  # the compiled forward pads a batch of one with the next slot
         self.cache, self._cache_arg = SlotKVCache(self.config, slots, self.max_model_len, self.dtype, self.device), cache_argument(self.model)
         self.slot_forward = SlotForward(self.model, self.cache, compile=True) if compiled else None
-        self.eos_id = self.tokenizer.eos_token_id
+        self.eos_ids = eos_token_ids(self.model, self.tokenizer)  # what `generate` stops on: the generation config's EOS ids (a chat model's end of turn), and the tokenizer's
         self.waiting, self.running = collections.deque(), []
         self._lock, self._wake, self._aborts = threading.Lock(), threading.Event(), {}  # request id -> reason (None: the client left)
         self._stop, self._accepting, self._thread, self.state, self._last_arrival, self._idle_since = False, True, None, "starting", 0.0, 0.0
@@ -533,10 +540,10 @@ def _put_all(items):
 @patch
 def _advance(self:TransformersEngine, seqs:list, logits):
     outputs = []
-    for s, tok in zip(seqs, next_tokens(logits, seqs, self.eos_id)):
+    for s, tok in zip(seqs, next_tokens(logits, seqs, self.eos_ids)):
         p = s.params
         s.generated.append(tok); s.ids.append(tok)
-        stop_token = (tok == self.eos_id and not p.ignore_eos) or tok in p.stop_token_ids
+        stop_token = (tok in self.eos_ids and not p.ignore_eos) or tok in p.stop_token_ids
         reason = "stop" if stop_token else "length" if len(s.generated) >= p.max_tokens or s.pos + 1 >= self.max_model_len else None
         piece, s.prefix, s.read = incremental_text(self.tokenizer, s.generated[:-1] if stop_token else s.generated, s.prefix, s.read,
                                                    p.skip_special_tokens, final=reason is not None)
