@@ -112,8 +112,8 @@ def check_expected(examples:list[Example], default_metric:str="exact"):
     if problems: raise DataError(problems, "expected answers the metrics cannot check")
 
 # %% ../nbs/06_eval.ipynb #31c32903
-def generate_answers(model, tokenizer, prompts:list[str], max_new_tokens:int=16, batch_size:int=16)->list[str]:
-    "Greedy continuations of `prompts` (special tokens dropped, stripped), continuously batched by the serving engine."
+def generate_answers(model, tokenizer, prompts:list[str], max_new_tokens:int=16, batch_size:int=16, desc:str|None=None)->list[str]:
+    "Greedy continuations of `prompts` (special tokens dropped, stripped), continuously batched by the serving engine; a progress bar when `desc` is given."
     import asyncio, threading
     from llmft.serve.engine import TransformersEngine, EngineSettings, GenerationRequest, SamplingParams
     ids = [tokenizer(p).input_ids for p in prompts]
@@ -128,14 +128,15 @@ def generate_answers(model, tokenizer, prompts:list[str], max_new_tokens:int=16,
             async for out in engine.generate(GenerationRequest(f"eval-{i}", ids[i], SamplingParams(max_tokens=max_new_tokens, temperature=0))):
                 if out.error: raise RuntimeError(f"generation failed: {out.error}")
                 text += out.text
+            bar.update(1)
             return text.strip()
         try: return await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
         finally: await engine.shutdown(drain_s=0)
-    result = {}
+    result, bar = {}, require("tqdm.auto", "train").tqdm(total=len(prompts), desc=desc, disable=desc is None, leave=False)
     def in_thread():  # a fresh event loop, also when called from a notebook's running one
         try: result["answers"] = asyncio.run(run())
         except BaseException as e: result["error"] = e
-    t = threading.Thread(target=in_thread); t.start(); t.join()
+    t = threading.Thread(target=in_thread); t.start(); t.join(); bar.close()
     if "error" in result: raise result["error"]
     return list(result["answers"])
 
@@ -211,7 +212,7 @@ def evaluate_model(model, tokenizer, examples:list[Example], s:EvalSettings)->di
     bad = [f for f in feats if not isinstance(f, Features)]
     if bad: raise DataError(bad, "examples with nothing to score")
     nll, count = score_features(model, feats, tokenizer.pad_token_id, s.batch_size)
-    answers = generate_answers(model, tokenizer, [p for p, _ in pairs], s.max_new_tokens, s.batch_size)
+    answers = generate_answers(model, tokenizer, [p for p, _ in pairs], s.max_new_tokens, s.batch_size, desc="eval: generate answers")
     rows = []
     for e, (p, _), got in zip(examples, pairs, answers):
         metric = e.meta.get("metric", s.metric)

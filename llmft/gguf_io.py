@@ -200,7 +200,10 @@ def modelfile(gguf_path:str|Path, tok)->Path:
     gguf_path = Path(gguf_path)
     eot, chatml = end_of_turn(tok), "<|im_start|>" in (tok.chat_template or "")
     lines = [f"FROM ./{gguf_path.name}", ""]
-    if chatml: lines += [f'TEMPLATE """{CHATML_OLLAMA}"""']
+    if chatml:
+        lines += [f'TEMPLATE """{CHATML_OLLAMA}"""']
+        shown = tok.apply_chat_template([dict(role="user", content="x")], tokenize=False)  # a template that adds a default system turn (SmolLM2's does)
+        if shown.startswith("<|im_start|>system\n"): lines += [f'SYSTEM """{shown.split(chr(10), 1)[1].split("<|im_end|>", 1)[0]}"""']
     else: lines += ["# The model's chat template is not ChatML: write its TEMPLATE in Ollama's Go template syntax here.", "# Its Jinja template:"] + \
                    [f"# {l}" for l in (tok.chat_template or "(none)").splitlines()]
     if eot: lines += [f'PARAMETER stop "{eot}"']

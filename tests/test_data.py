@@ -41,8 +41,10 @@ def test_cli_validate_with_tokenizer_flags_responses_cut_off(tmp_path):
 def test_cli_validate_shipped_sample_is_clean_and_preview_shows_masking():
     r = run_cli("data", "validate", sample_dataset_dir()/"train.jsonl")
     assert r.returncode == 0 and "3000 valid, 0 with problems" in r.stderr
-    r = run_cli("data", "preview", sample_dataset_dir()/"test.jsonl", "-n", "1")
-    assert r.returncode == 0 and "prompt tokens (masked)" in r.stdout and "### Response:" in r.stdout
+    r = run_cli("data", "preview", sample_dataset_dir()/"test.jsonl", "-n", "1")  # tiny's tokenizer has a chat template: the default
+    assert r.returncode == 0 and "prompt tokens (masked)" in r.stdout and "<|assistant|>" in r.stdout and "### Response:" not in r.stdout
+    r = run_cli("data", "preview", sample_dataset_dir()/"test.jsonl", "-n", "1", "--template", "plain")
+    assert r.returncode == 0 and "### Response:" in r.stdout
     stats = json.loads(run_cli("data", "stats", sample_dataset_dir()/"test.jsonl").stdout)
     assert stats["examples"] == 200 and stats["over_max_length"] == 0
 

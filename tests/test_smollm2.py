@@ -76,6 +76,7 @@ def test_gguf_export_round_trip(smollm2_adapter, tmp_path):
         agree[quant] = sum(a == b for w, g in zip(want, got) for a, b in zip(w, g)) / sum(map(len, want))
         modelfile = (tmp_path/"Modelfile").read_text()
         assert f"FROM ./{out.name}" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
+        assert 'SYSTEM """You are a helpful AI assistant named SmolLM' in modelfile  # the default system turn SmolLM2's template adds
     assert agree["f16"] == 1.0 and agree["q8_0"] >= 0.95, agree
 
 @pytest.mark.skipif(ENGINE == "vllm", reason="import is tested in the main environment")
