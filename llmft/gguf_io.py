@@ -79,6 +79,7 @@ def import_gguf(path:str|Path,        # a GGUF file whose architecture transform
                 out:str|Path,         # the folder to write (must not exist, unless force)
                 dtype:str="bfloat16", # dtype of the saved weights
                 force:bool=False,     # replace an existing folder
+                loaded:tuple|None=None, # `load_gguf(path)`'s (model, tokenizer) when already loaded (float32)
                )->Path:
     "Convert a GGUF model into a standard Hugging Face folder (safetensors, config, tokenizer and chat template, generation config)."
     torch, path, out, t0 = require("torch"), Path(path), Path(out), time.time()
@@ -87,7 +88,7 @@ def import_gguf(path:str|Path,        # a GGUF file whose architecture transform
     tmp = out.parent/f".{out.name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True); out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        model, tok = load_gguf(path)
+        model, tok = loaded or load_gguf(path)
         plain = _plain_copy(model).to(getattr(torch, dtype))
         ids = stop_token_ids(tok)
         plain.generation_config.eos_token_id = ids[0] if len(ids) == 1 else ids

@@ -2,7 +2,8 @@
 that stops by itself when served (through the openai SDK, on the engine `LLMFT_TEST_ENGINE` names), and the GGUF round trip.
 
 `make test-vllm` runs the serving test again on the vLLM engine."""
-import json
+import json, os
+from pathlib import Path
 import pytest
 from openai import OpenAI
 from conftest import run_cli
@@ -14,10 +15,16 @@ QUESTIONS = ["Convert 4 km to meters.", "Uppercase the word river.", "Add 21 and
 
 @pytest.fixture(scope="module")
 def smollm2_adapter(tmp_path_factory):
+    # The main suite trains it and keeps a copy in LLMFT_HOME; the vLLM run (`make test`'s last part) serves that copy
+    # instead of training again in its own environment (a minute saved).
+    import shutil
+    kept = Path(os.environ["LLMFT_HOME"])/"test-artifacts"/"smollm2-adapter"
+    if ENGINE == "vllm" and (kept/"adapter_model.safetensors").exists(): return kept
     out = tmp_path_factory.mktemp("smollm2")
     r = run_cli("train", "model=smollm2", f"output_dir={out}", "tracking.enabled=false", "max_steps=16", "batch_size=8", "lr=2e-3",
                 "save_steps=16", "eval_steps=1000", "data.eval=null", timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
+    shutil.rmtree(kept, ignore_errors=True); shutil.copytree(out/"adapter", kept)
     return out/"adapter"
 
 def greedy_chat(model, tok, question, n):
@@ -64,7 +71,7 @@ def test_gguf_export_round_trip(smollm2_adapter, tmp_path):
     model, tok = load_finetuned(smollm2_adapter, merged=True)
     want = [greedy_chat(model, tok, q, 32) for q in QUESTIONS]
     agree = {}
-    for quant in ("f16", "q8_0"):
+    for quant in ("f16",):  # q8_0's read-back (>= 95%) is checked on tiny in the GGUF chapter; llama.cpp's on this fine-tune in bench/
         out = tmp_path/f"ft-{quant}.gguf"
         r = run_cli("export", smollm2_adapter, "--gguf", out, "--quant", quant, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
@@ -77,7 +84,7 @@ def test_gguf_export_round_trip(smollm2_adapter, tmp_path):
         modelfile = (tmp_path/"Modelfile").read_text()
         assert f"FROM ./{out.name}" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
         assert 'SYSTEM """You are a helpful AI assistant named SmolLM' in modelfile  # the default system turn SmolLM2's template adds
-    assert agree["f16"] == 1.0 and agree["q8_0"] >= 0.95, agree
+    assert agree["f16"] == 1.0, agree
 
 @pytest.mark.skipif(ENGINE == "vllm", reason="import is tested in the main environment")
 def test_bad_gguf_files_are_one_line_and_write_nothing(tmp_path):
