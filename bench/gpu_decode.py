@@ -12,7 +12,9 @@ import argparse, asyncio, collections, json, os, statistics, time
 from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, AutoTokenizer
-import llmft.serve.engine as engine_module
+import llmft.serve.engine.scheduler as scheduler_module
+from llmft.serve.engine.forward_cuda import StaticDecode
+from llmft.serve.engine.loading import fuse_projections
 from llmft.serve.engine import TransformersEngine, EngineSettings, GenerationRequest, SamplingParams
 
 p = argparse.ArgumentParser()
@@ -40,13 +42,13 @@ def plain_generate():
         sync(); dt = time.perf_counter() - t
     emit(row="generate_dynamic_b1", ms_per_step=round(1000 * dt / args.new, 2))
 
-plain_next_tokens = engine_module.next_tokens
+plain_next_tokens = scheduler_module.next_tokens
 fixed_prompt = torch.randint(2, 32000, (256,), generator=torch.Generator().manual_seed(5)).tolist()
 fixed_tokens = {}
 
 async def engine_rows(graphs:bool, compiled:bool=False, fused:bool=False):
     eng = TransformersEngine(EngineSettings(max_batch=16, max_model_len=1024, cuda_graphs=graphs, compile_decode=compiled), model=model, tokenizer=tok)
-    if graphs and not cuda: eng.static = engine_module.StaticDecode(eng, graphs=False, compile=compiled)  # the same fixed-shape step, eager (to check the script)
+    if graphs and not cuda: eng.forward = StaticDecode(eng, graphs=False, compile=compiled)  # the same fixed-shape step, eager (to check the script)
     await eng.start()
     async def one(i, ids=None):
         ids = ids or torch.randint(2, 32000, (256,)).tolist()
@@ -65,8 +67,9 @@ async def engine_rows(graphs:bool, compiled:bool=False, fused:bool=False):
             t = time.perf_counter(); r = fn(*a, **kw); spent[name] += time.perf_counter() - t; return r
         return wrapper
     eng._decode, eng._advance = timed("decode_step", eng._decode), timed("advance", eng._advance)  # whole step; its token handling
-    engine_module.next_tokens = timed("next_tokens", plain_next_tokens)                          # argmax, waits for the GPU
-    if graphs: eng.static.run = timed("forward_launch", eng.static.run)
+    scheduler_module.next_tokens = timed("next_tokens", plain_next_tokens)                          # argmax, waits for the GPU
+    static = eng.forward if isinstance(eng.forward, StaticDecode) else None  # None: capture failed, decoding eagerly
+    if static is not None: static.run = timed("forward_launch", static.run)
     if graphs:
         same = next((i for i, (a, b) in enumerate(zip(fixed_tokens[tag], fixed_tokens.get("eager", []))) if a != b), len(fixed_tokens[tag]))
         emit(row=f"llmft_engine_{tag}_status", cuda_graphs=eng.health()["cuda_graphs"], tokens_matching_eager=same, of=len(fixed_tokens[tag]), first_request_s=round(warmup_s, 1))
@@ -80,19 +83,19 @@ async def engine_rows(graphs:bool, compiled:bool=False, fused:bool=False):
         emit(row=f"llmft_engine_{tag}_c{conc}", ms_per_step=round(statistics.median(steps), 2), ttft_ms=round(1000 * (min(s[0] for s in runs) - t), 1),
              out_tok_per_s=round(conc * args.new / wall, 1), decode_passes=eng.stats["decode_passes"], static_passes=eng.stats["static_decode_passes"],
              ms_per_pass=breakdown)
-    if graphs and eng.static is not None:  # the graph alone: replay and wait, no scheduling
+    if static is not None:  # the graph alone: replay and wait, no scheduling
         for b in (1, 16):
             ids, pos = torch.zeros(b, 1, dtype=torch.long, device=dev), torch.full((b, 1), 300, device=dev)
             with torch.inference_mode():
-                for _ in range(5): eng.static.run(ids, pos)
+                for _ in range(5): static.run(ids, pos)
                 sync(); t = time.perf_counter()
-                for _ in range(100): eng.static.run(ids, pos)
+                for _ in range(100): static.run(ids, pos)
                 sync()
             emit(row=f"{tag}_replay_only_b{b}", ms_per_step=round(10 * (time.perf_counter() - t), 3))
     await eng.shutdown(1.0)
 
 for name, fn in (("generate", plain_generate), ("engine_eager", lambda: asyncio.run(engine_rows(False))), ("engine_graphs", lambda: asyncio.run(engine_rows(True))),
-                 ("fuse", lambda: emit(row="fuse_projections", groups=engine_module.fuse_projections(model))),
+                 ("fuse", lambda: emit(row="fuse_projections", groups=fuse_projections(model))),
                  ("engine_graphs_fused", lambda: asyncio.run(engine_rows(True, fused=True))),
                  ("engine_graphs_compiled_fused", lambda: asyncio.run(engine_rows(True, compiled=True, fused=True)))):
     try: fn()

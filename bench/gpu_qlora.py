@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, AutoModelForCausalLM, BitsAndBytesConfig
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-from llmft.lora import apply_lora, LoraSettings, QuantSettings
+from llmft.lora import apply_lora
+from llmft.config import LoraSettings, QuantSettings
 from llmft.qlora import load_4bit_base
 from llmft.memory import lean_activations
 

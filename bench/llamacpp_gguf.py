@@ -7,16 +7,14 @@ llama-server is built from the vendored source in the llama-cpp-python sdist (a 
 Then, with a fine-tune merged (`llmft export ADAPTER --merge --out M`) and exported (`llmft export ADAPTER --gguf F.gguf`):
     python bench/llamacpp_gguf.py --server build/bin/llama-server --gguf F.gguf --merged M --out bench/results/llamacpp_gguf.json
 """
-import argparse, json, platform, socket, subprocess, time
+import argparse, json, platform, tempfile
 from pathlib import Path
 import httpx
+from llmft.serve.process import ServerProcess, free_port
 
 QUESTIONS = ["Convert 4 km to meters.", "Uppercase the word river.", "Add 21 and 17.", "Reverse the word stone.",
              "What is the city in the record?\n\nname=Ann; city=Rome; age=33", "Give the record as JSON with keys name, city, age.\n\nage=31; city=Oslo; name=Mia",
              "What is the capital of France?", "Write one sentence about rain.", "Name three colours.", "What is 7 times 8?"]
-
-def free_port():
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 def hf_greedy(folder, n):
     import torch
@@ -34,14 +32,10 @@ def main():
     a.add_argument("--tokens", type=int, default=32); a.add_argument("--out", default="bench/results/llamacpp_gguf.json"); args = a.parse_args()
     want, tok = hf_greedy(args.merged, args.tokens)
     port = free_port()
-    proc = subprocess.Popen([args.server, "-m", args.gguf, "--port", str(port), "-t", "2", "-c", "2048", "-np", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url, rows = f"http://127.0.0.1:{port}", []
+    proc = ServerProcess([args.server, "-m", args.gguf, "--port", port, "-t", "2", "-c", "2048", "-np", "1"], f"http://127.0.0.1:{port}/health",
+                         log=Path(tempfile.gettempdir())/"llamacpp_gguf_server.log", timeout=120, name="llama-server").start()
+    url, rows = proc.url, []
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200: break
-            except httpx.HTTPError: pass
-            time.sleep(0.2)
         for w in want:
             text = tok.decode(w["prompt_ids"])
             ids = httpx.post(url + "/tokenize", json=dict(content=text, add_special=False, parse_special=True)).json()["tokens"]
@@ -52,7 +46,7 @@ def main():
             same = sum(x == y for x, y in zip(hf, got))
             rows.append(dict(question=w["question"], tokenization_equal=ids == w["prompt_ids"], hf_text=w["text"], llamacpp_text=r.get("content"),
                              agree=same, of=max(len(hf), len(got)), identical=hf == got))
-    finally: proc.terminate(); proc.wait(30)
+    finally: proc.stop(timeout=30)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     rep = dict(gguf=args.gguf, merged=args.merged, cpu=cpu, prompts=len(rows), identical=sum(r["identical"] for r in rows),
                token_agreement=sum(r["agree"] for r in rows) / max(1, sum(r["of"] for r in rows)), tokenization_equal=sum(r["tokenization_equal"] for r in rows), rows=rows)

@@ -11,11 +11,11 @@ warmed up, then gets 64 requests, concurrency 16, 128-token prompts, up to 64 ou
 empty value — libgomp's own default — for the other arm.)
 Writes bench/out/serve_ab.json.
 """
-import argparse, json, os, shlex, signal, socket, subprocess, sys, time
+import argparse, json, shlex, sys, time
 from pathlib import Path
-import httpx
 from llmft.base import build_base
 from llmft.bench import BenchConfig, run_bench
+from llmft.serve.process import ServerProcess, free_port as port
 
 p = argparse.ArgumentParser()
 p.add_argument("--arm", nargs=2, action="append", metavar=("NAME", "FLAGS"), required=True, help="an arm: its name and extra `llmft serve` flags")
@@ -31,24 +31,14 @@ for name, kv in args.env:
     if not eq: sys.exit(f"--env {name} {kv}: expected K=V")
     envs[name][k] = v
 
-def port():
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
 def measure(name:str, flags:str)->dict:
     pt = port(); url, log = f"http://127.0.0.1:{pt}", out/f"serve_ab_{name}.log"
-    proc = subprocess.Popen([str(exe), "serve", "--model", model, "--port", str(pt), "--max-batch", "16", "--served-model-name", "m", *shlex.split(flags)],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, env={**os.environ, **envs[name]})
+    srv = ServerProcess([str(exe), "serve", "--model", model, "--port", str(pt), "--max-batch", "16", "--served-model-name", "m", *shlex.split(flags)],
+                        url + "/health", log=log, env=envs[name], timeout=600, name=f"server {name}").start()
     try:
-        t0 = time.time()
-        while True:
-            if proc.poll() is not None or time.time() - t0 > 600: sys.exit(f"server {name} did not start; see {log}")
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200: break
-            except httpx.HTTPError: time.sleep(1)
         run_bench(BenchConfig(url=url, model="m", tokenizer=model, num_requests=16, concurrency=16, prompt_len=128, max_tokens=16, ignore_eos=False, out=str(out/"warmup")))
         r = run_bench(BenchConfig(url=url, model="m", tokenizer=model, num_requests=64, concurrency=16, prompt_len=128, max_tokens=64, ignore_eos=False, out=str(out/"serve_ab_run")))
-    finally:
-        proc.send_signal(signal.SIGTERM); proc.wait(60)
+    finally: srv.stop()
     return dict(arm=name, flags=flags, env=envs[name], time=time.strftime("%H:%M:%S"), output_tok_s=r["output_token_throughput"], errors=r["errors"],
                 ttft_p50=r["ttft_s"]["p50"], ttft_p99=r["ttft_s"]["p99"], e2e_p95=r["e2e_s"]["p95"])
 

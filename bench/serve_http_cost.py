@@ -41,10 +41,9 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(); p.add_argument("--rounds", type=int, default=2); p.add_argument("--loads", type=int, default=2)
     p.add_argument("--out", default="bench/out"); p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
-    import socket
     if args.child:
-        with socket.socket() as s: s.bind(("127.0.0.1", 0)); pt = s.getsockname()[1]
-        serve_and_measure(args.child, args.loads, pt); sys.exit(0)
+        from llmft.serve.process import free_port
+        serve_and_measure(args.child, args.loads, free_port()); sys.exit(0)
     out, rows = Path(args.out), []; out.mkdir(parents=True, exist_ok=True)
     for _ in range(args.rounds):
         for arm in ("auto", "h11"):

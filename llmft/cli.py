@@ -45,7 +45,7 @@ def _load_data(args, strict=False):
 
 def _tokenizer(model:str):
     from llmft.base import resolve_model
-    from llmft.lora import load_tokenizer
+    from llmft.train import load_tokenizer
     return load_tokenizer(resolve_model(model))
 
 def _data(args)->int:
@@ -89,7 +89,7 @@ def _example_record(e)->dict:
 
 # %% ../nbs/13_cli.ipynb #1946f723
 def _train(args)->int:
-    from llmft.lora import TrainConfig
+    from llmft.config import TrainConfig
     from llmft.tracking import train_tracked
     cfg = load_config(TrainConfig, args.config, args.overrides)
     with contextlib.redirect_stdout(sys.stderr): s = train_tracked(cfg)  # progress on stderr, the result on stdout
@@ -99,7 +99,7 @@ def _train(args)->int:
 def _export_gguf(args)->int:
     import json, tempfile
     from pathlib import Path
-    from llmft.lora import export_merged
+    from llmft.train import export_merged
     from llmft.gguf_io import export_gguf, modelfile
     from transformers import AutoTokenizer
     meta = Path(args.adapter)/"llmft_adapter.json"
@@ -114,7 +114,7 @@ def _export_gguf(args)->int:
 def _export(args)->int:
     import shutil
     from pathlib import Path
-    from llmft.lora import export_merged
+    from llmft.train import export_merged
     if args.gguf: return _export_gguf(args)
     if not args.out: raise ValueError("llmft export needs --out DIR (or --gguf FILE)")
     if args.merge: print(export_merged(args.adapter, args.out)); return 0
@@ -202,7 +202,7 @@ def _cost(args)->int:
     cat = PriceCatalog.load(args.prices)
     training, inference = {}, {}
     if args.train_run and not args.tracking_uri:
-        from llmft.lora import TrackingSettings
+        from llmft.config import TrackingSettings
         from llmft.tracking import tracking_uri
         args.tracking_uri = tracking_uri(TrackingSettings())  # where `llmft train` records by default
     if args.train_run or args.train_dir or args.train_hours:
@@ -220,10 +220,8 @@ def _cost(args)->int:
     return 0
 
 # %% ../nbs/13_cli.ipynb #c9cbe93b
-def build_parser()->argparse.ArgumentParser:
-    "The `llmft` argument parser."
-    p = argparse.ArgumentParser(prog="llmft", description="Fine-tune, evaluate, serve, benchmark and cost LLMs.")
-    sub = p.add_subparsers(dest="command", required=True)
+def _add_base(sub):
+    "The `base: build an offline base, or import a GGUF` commands."
     b = sub.add_parser("base", help="build an offline base model (tiny, small, smollm2), or import a GGUF").add_subparsers(dest="action", required=True)
     bb = b.add_parser("build", help="build (or reuse) a base model and print its folder")
     bb.add_argument("--size", default="tiny", help="tiny, small or smollm2"); bb.add_argument("--seed", type=int, default=0)
@@ -235,6 +233,9 @@ def build_parser()->argparse.ArgumentParser:
     bi.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"]); bi.add_argument("--force", action="store_true")
     bi.add_argument("--check", action="store_true", help="also compare logits with transformers' own GGUF-loaded model (float32)")
     bi.set_defaults(func=_base_import)
+
+def _add_data(sub):
+    "The `data: validate, preview, stats` commands."
     d = sub.add_parser("data", help="validate, preview or summarise an instruction dataset")
     d.add_argument("action", choices=["validate", "preview", "stats"]); d.add_argument("path", help="file, dataset folder or hub id")
     d.add_argument("--schema", choices=list(SCHEMAS), help="default: detected")
@@ -246,6 +247,10 @@ def build_parser()->argparse.ArgumentParser:
     d.add_argument("--template", help="alpaca, plain, chat or a custom string with {instruction} (default: the model's chat template if it has one, else plain)")
     d.add_argument("--max-length", type=int, default=512); d.add_argument("-n", type=int, default=3, help="examples to preview")
     d.set_defaults(func=_data)
+
+# %% ../nbs/13_cli.ipynb #f50fd93a
+def _add_train_export(sub):
+    "The `train, and export an adapter (merged, or as GGUF)` commands."
     t = sub.add_parser("train", help="LoRA/QLoRA fine-tune with MLflow tracking")
     t.add_argument("config", nargs="?", help="TrainConfig YAML (optional)")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. lora.r=8 quantization.bits=4")
@@ -256,6 +261,9 @@ def build_parser()->argparse.ArgumentParser:
     e.add_argument("--gguf", metavar="FILE", help="merge into the base and write one GGUF file (llama.cpp, Ollama) and a Modelfile beside it")
     e.add_argument("--quant", choices=["f16", "q8_0"], default="f16", help="with --gguf: tensor type")
     e.set_defaults(func=_export)
+
+def _add_eval(sub):
+    "The `eval: base against fine-tuned` commands."
     v = sub.add_parser("eval", help="evaluate base vs fine-tuned: perplexity, checked answers, confidence intervals")
     v.add_argument("--base", required=True, help="base model: tiny, smollm2, a folder or a hub id"); v.add_argument("--adapter", help="adapter folder of the fine-tune")
     v.add_argument("--data", required=True, help="examples with expected answers: a file, folder, hub id or sample"); v.add_argument("--out", required=True, help="report folder")
@@ -265,6 +273,10 @@ def build_parser()->argparse.ArgumentParser:
     v.add_argument("--template", help="default: the template recorded with the adapter, else plain"); v.add_argument("--all-tokens", action="store_true", help="perplexity over prompt and response tokens")
     v.add_argument("--no-log-to-run", dest="log_to_run", action="store_false", help="don't log the report to the fine-tune's MLflow run")
     v.set_defaults(func=_eval)
+
+# %% ../nbs/13_cli.ipynb #15d64e04
+def _add_serve_bench(sub):
+    "The `serve, and bench a server` commands."
     sv = sub.add_parser("serve", help="serve a model and its adapters over an OpenAI-compatible API")
     _serve_flags(sv); sv.set_defaults(func=_serve)
     bn = sub.add_parser("bench", help="benchmark an OpenAI-compatible server (or an engine in-process)")
@@ -272,6 +284,9 @@ def build_parser()->argparse.ArgumentParser:
     bn.add_argument("--config", help="BenchConfig YAML")
     for name, f in BenchConfig.model_fields.items(): bn.add_argument("--" + name.replace("_", "-"), dest=f"opt:{name}", metavar="VALUE", help=f"(default: {f.default})")
     bn.set_defaults(func=_bench)
+
+def _add_cost(sub):
+    "The `cost from measured runs` commands."
     co = sub.add_parser("cost", help="training and serving cost from measured runs, by resource type")
     co.add_argument("--prices", help="price catalog YAML (default: the shipped one)"); co.add_argument("--instance", nargs="+", required=True, help="instance names from the catalog")
     co.add_argument("--train-run", help="MLflow run id of a training run"); co.add_argument("--tracking-uri", help="its tracking store (default: $MLFLOW_TRACKING_URI)")
@@ -282,6 +297,9 @@ def build_parser()->argparse.ArgumentParser:
     co.add_argument("--api-price-per-1m", type=float, help="a hosted API's $ per 1M output tokens, for the break-even")
     co.add_argument("--retention-months", type=float, default=1.0); co.add_argument("--scaling-efficiency", type=float, default=0.9)
     co.add_argument("--out", required=True); co.set_defaults(func=_cost)
+
+def _add_pipeline(sub):
+    "The `demo and run: the whole pipeline` commands."
     for name, help in [("demo", "run the whole pipeline on the embedded defaults"), ("run", "run a pipeline from a YAML file")]:
         d = sub.add_parser(name, help=help)
         if name == "run": d.add_argument("config", help="pipeline YAML")
@@ -289,6 +307,12 @@ def build_parser()->argparse.ArgumentParser:
         d.add_argument("--model", help="base model: smollm2 (default), tiny, small, a folder or a hub id (same as model=...)")
         d.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
         d.set_defaults(func=_demo)
+
+def build_parser()->argparse.ArgumentParser:
+    "The `llmft` argument parser."
+    p = argparse.ArgumentParser(prog="llmft", description="Fine-tune, evaluate, serve, benchmark and cost LLMs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_base, _add_data, _add_train_export, _add_eval, _add_serve_bench, _add_cost, _add_pipeline): add(sub)
     return p
 
 # %% ../nbs/13_cli.ipynb #8f4ad0af

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field, field_validator
 from .core import require
+from .report import pyplot, save_figure
 
 # %% auto #0
 __all__ = ['PRECISION', 'BENCH_FIELDS', 'CostError', 'Instance', 'SplitRule', 'StoragePrice', 'EgressPrice', 'PriceCatalog', 'q',
@@ -230,7 +231,7 @@ def _jsonable(x):
 def write_cost_report(cat:PriceCatalog, out_dir:str|Path, training:dict|None=None, inference:dict|None=None, scaling:list|None=None,
                       run_id:str|None=None, tracking_uri:str|None=None)->Path:
     "Write cost.json, cost.md and cost.png; log them to an MLflow run when given."
-    mpl = require("matplotlib"); mpl.use("Agg"); plt = require("matplotlib.pyplot")
+    plt = pyplot()
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     sources = sorted({s for v in (training or {}).values() for s in v["sources"]} | {v["source"] for v in (inference or {}).values()} | {cat.split_rule.source})
     checked = sorted({i.checked_at for i in cat.instances if i.checked_at})
@@ -248,7 +249,7 @@ def write_cost_report(cat:PriceCatalog, out_dir:str|Path, training:dict|None=Non
         ax.set_ylabel("$"); ax.set_title("Training cost by resource"); ax.legend(frameon=False, fontsize=8); ax = axes[0][-1]
     if inference:
         ax.bar(list(inference), [float(v["per_1m_output_tokens"]) for v in inference.values()], color="#3e7cb1"); ax.set_ylabel("$ per 1M output tokens"); ax.set_title("Serving cost")
-    fig.savefig(out/"cost.png", dpi=110, bbox_inches="tight"); plt.close(fig)
+    save_figure(fig, out/"cost.png")
     if run_id:
         client = require("mlflow").MlflowClient(tracking_uri)
         for f in ("cost.json", "cost.md", "cost.png"): client.log_artifact(run_id, str(out/f), "cost")

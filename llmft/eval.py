@@ -4,18 +4,19 @@
 
 # %% ../nbs/06_eval.ipynb #842a0df4
 from __future__ import annotations
-import base64, html, io, json, math, random, re, time
+import json, math, random, re, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 from .core import require, fingerprint, perplexity, IGNORE_INDEX
+from .report import Section, pyplot, save_figure, render, write_pages
 from .data import Features, Example, DataError, Problem, collate, format_example, tokenize_example, load_examples, choose_template
 
 # %% auto #0
-__all__ = ['METRICS', 'HTML_STYLE', 'sliding_windows', 'score_features', 'text_features', 'perplexity_report', 'normalize',
+__all__ = ['METRICS', 'EXAMPLES', 'sliding_windows', 'score_features', 'text_features', 'perplexity_report', 'normalize',
            'check_answer', 'expected_problem', 'check_expected', 'generate_answers', 'paired_bootstrap',
            'perplexity_bootstrap', 'EvalSettings', 'retention_blocks', 'retention', 'evaluate_model', 'compare',
-           'evaluate_models', 'eval_plots', 'eval_markdown', 'headline', 'examples_table', 'markdown_to_html',
-           'loss_history_of', 'write_report']
+           'evaluate_models', 'eval_plots', 'eval_markdown', 'headline', 'examples_table', 'loss_history_of',
+           'write_report']
 
 # %% ../nbs/06_eval.ipynb #0d775ccb
 def sliding_windows(f:Features, window:int, stride:int)->list[Features]:
@@ -241,7 +242,8 @@ def compare(base_result:dict, tuned_result:dict, s:EvalSettings)->dict:
 def _load_models(base:str, adapter:str|Path|None, tuned_model:str|Path|None)->tuple:
     "(tokenizer, base model, fine-tuned model or None), both models through the training loader at one precision."
     from llmft.base import resolve_model
-    from llmft.lora import TrainConfig, load_tokenizer, load_base_model, load_finetuned, check_adapter_matches, adapter_file_problem
+    from llmft.config import TrainConfig
+    from llmft.train import load_tokenizer, load_base_model, load_finetuned, check_adapter_matches, adapter_file_problem
     base_path = resolve_model(base)
     tok, base_model = load_tokenizer(base_path), load_base_model(TrainConfig(model=base_path)).eval()
     tuned = None
@@ -285,13 +287,9 @@ def evaluate_models(base:str,                      # base model: name, folder or
                 base_result=results["base"])  # not written to eval.json: what `base_result=` takes next time
 
 # %% ../nbs/06_eval.ipynb #e45f2bdb
-def _png(fig)->str:
-    buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=110, bbox_inches="tight"); require("matplotlib.pyplot").close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
 def eval_plots(ev:dict, loss_history:list[tuple[int, float]]|None=None)->dict[str, str]:
     "Base64 PNGs: per-task accuracy of both models, perplexity, and the training loss curve."
-    mpl = require("matplotlib"); mpl.use("Agg"); plt = require("matplotlib.pyplot")
+    plt = pyplot()
     plots, cmp = {}, ev.get("comparison")
     if cmp:
         tasks = list(cmp["tasks"]); x = range(len(tasks))
@@ -299,13 +297,13 @@ def eval_plots(ev:dict, loss_history:list[tuple[int, float]]|None=None)->dict[st
         ax.bar([i - 0.2 for i in x], [cmp["tasks"][t]["base"] for t in tasks], 0.4, label="base", color="#9aa5b1")
         ax.bar([i + 0.2 for i in x], [cmp["tasks"][t]["tuned"] for t in tasks], 0.4, label="fine-tuned", color="#3e7cb1")
         ax.set_xticks(list(x), tasks); ax.set_ylim(0, 1); ax.set_ylabel("accuracy"); ax.legend(frameon=False); ax.set_title("Accuracy per task")
-        plots["accuracy"] = _png(fig)
+        plots["accuracy"] = save_figure(fig)
         fig, ax = plt.subplots(figsize=(3.5, 3)); p = cmp["perplexity"]
         ax.bar(["base", "fine-tuned"], [p["base"], p["tuned"]], color=["#9aa5b1", "#3e7cb1"]); ax.set_yscale("log"); ax.set_title("Perplexity (response tokens)")
-        plots["perplexity"] = _png(fig)
+        plots["perplexity"] = save_figure(fig)
     if loss_history:
         fig, ax = plt.subplots(figsize=(6.5, 3)); ax.plot(*zip(*loss_history), color="#3e7cb1"); ax.set_xlabel("step"); ax.set_ylabel("training loss"); ax.set_title("Training loss")
-        plots["loss"] = _png(fig)
+        plots["loss"] = save_figure(fig)
     return plots
 
 # %% ../nbs/06_eval.ipynb #75234b91
@@ -345,32 +343,13 @@ def headline(cmp:dict)->str:
     return "**The fine-tune did not measurably differ from the base** (no interval excludes zero)."
 
 # %% ../nbs/06_eval.ipynb #b0999d8b
+EXAMPLES = """<table><tr><th>prompt</th><th>expected</th><th>base</th><th>fine-tuned</th></tr>
+{% for r in rows %}<tr><td><pre>{{ r.prompt }}</pre></td><td>{{ r.expected }}</td><td class="{{ 'ok' if r.passed else 'no' }}">{{ r.got }}</td><td class="{{ 'ok' if r.passed_tuned else 'no' }}">{{ r.got_tuned }}</td></tr>
+{% endfor %}</table>"""
+
 def examples_table(rows:list[dict], n:int=12)->str:
-    "HTML table of example generations, base and fine-tuned side by side."
-    esc = lambda v: html.escape(str(v))
-    body = "".join(f"<tr><td><pre>{esc(r['prompt'])}</pre></td><td>{esc(r['expected'])}</td><td class='{'ok' if r['passed'] else 'no'}'>{esc(r['got'])}</td>"
-                   f"<td class='{'ok' if r['passed_tuned'] else 'no'}'>{esc(r['got_tuned'])}</td></tr>" for r in rows[:n])
-    return f"<table><tr><th>prompt</th><th>expected</th><th>base</th><th>fine-tuned</th></tr>{body}</table>"
-
-HTML_STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#222}table{border-collapse:collapse;margin:1rem 0}"
-              "td,th{border:1px solid #ddd;padding:.3rem .6rem;vertical-align:top}pre{margin:0;white-space:pre-wrap}.ok{background:#e6f4ea}.no{background:#fde8e8}"
-              "img{max-width:100%}code{background:#f3f3f3;padding:0 .2rem}")
-
-def markdown_to_html(md:str)->str:
-    "Just enough Markdown (headings, tables, lists, bold, code) for llmft's reports."
-    out, in_table = [], False
-    for line in md.splitlines():
-        esc = html.escape(line)
-        esc = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", re.sub(r"`([^`]+)`", r"<code>\1</code>", esc))
-        if line.startswith("|"):
-            cells = [c.strip() for c in esc.strip("|").split("|")]
-            if set("".join(cells)) <= set("-: "): continue
-            out.append(("<table>" if not in_table else "") + "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"); in_table = True; continue
-        if in_table: out.append("</table>"); in_table = False
-        if m := re.match(r"(#+) (.*)", esc): out.append(f"<h{len(m[1])}>{m[2]}</h{len(m[1])}>")
-        elif esc.startswith("- "): out.append(f"<li>{esc[2:]}</li>")
-        elif esc.strip(): out.append(f"<p>{esc}</p>")
-    return "\n".join(out + (["</table>"] if in_table else []))
+    "HTML table of example generations, base and fine-tuned side by side (escaped: generations are text)."
+    return render(EXAMPLES, rows=rows[:n])
 
 # %% ../nbs/06_eval.ipynb #1b966e57
 def loss_history_of(train_dir:str|Path|None)->list[tuple[int, float]]|None:
@@ -383,11 +362,8 @@ def write_report(ev:dict, out_dir:str|Path, train_dir:str|Path|None=None, run_id
     "Write eval.json, eval.md and a self-contained eval.html; log them to an MLflow run when given."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     (out/"eval.json").write_text(json.dumps({k: v for k, v in ev.items() if k != "base_result"}, indent=2, default=str))
-    md = eval_markdown(ev); (out/"eval.md").write_text(md)
-    plots = eval_plots(ev, loss_history_of(train_dir))
-    imgs = "".join(f"<img alt='{k}' src='data:image/png;base64,{v}'>" for k, v in plots.items())
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>llmft evaluation</title><style>{HTML_STYLE}</style></head><body>{markdown_to_html(md)}{imgs}<h2>Examples</h2>{examples_table(ev['examples'])}</body></html>"
-    (out/"eval.html").write_text(page)
+    write_pages(out, "eval", "llmft evaluation", [Section(eval_markdown(ev), eval_plots(ev, loss_history_of(train_dir))),
+                                                  Section("", html="<h2>Examples</h2>" + examples_table(ev["examples"]))])
     if run_id:
         client = require("mlflow").MlflowClient(tracking_uri)
         for f in ("eval.json", "eval.md", "eval.html"): client.log_artifact(run_id, str(out/f), "eval")

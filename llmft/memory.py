@@ -172,6 +172,7 @@ def _same_loss(model)->bool:
     finally: model.train(was)
     return bool(torch.isclose(ref.float(), new.float(), rtol=1e-3, atol=1e-4))
 
+# %% ../nbs/03a_memory.ipynb #5769bccf
 def lean_activations(model,                     # a causal LM, or a PEFT model around one
                      norms:bool=True,           # RMSNorms keep their own-dtype input, not an fp32 copy
                      mlp:str|None="recompute",  # "recompute": SwiGLU products rebuilt in backward; "checkpoint": the whole MLP; None: as is

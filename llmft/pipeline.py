@@ -4,18 +4,20 @@
 
 # %% ../nbs/12_pipeline.ipynb #19e9b62a
 from __future__ import annotations
-import os, sys, json, time, platform, subprocess, datetime
-from importlib import metadata
+import json, time, datetime
 from pathlib import Path
 from typing import Callable
 from pydantic import model_validator
 from .core import Config
-from .lora import TrainConfig, QuantSettings
+from .config import TrainConfig, QuantSettings
+from .provenance import library_versions, git_commit, machine_info
+from .serve.process import ServerProcess, free_port, llmft_serve_command
+from .report import Section, pyplot, save_figure, file_base64, write_pages
 
 # %% auto #0
-__all__ = ['MODEL_PRESETS', 'STAGES', 'PipelineConfig', 'library_versions', 'git_commit', 'machine_info', 'stage', 'base_stage',
-           'data_stage', 'train_stage', 'qlora_stage', 'eval_stage', 'start_server', 'stop_server', 'serve_stage',
-           'bench_stage', 'cost_stage', 'write_run_report', 'report_stage', 'run_pipeline', 'PipelineTracker']
+__all__ = ['MODEL_PRESETS', 'STAGES', 'PipelineConfig', 'stage', 'base_stage', 'data_stage', 'train_stage', 'qlora_stage',
+           'eval_stage', 'start_server', 'serve_stage', 'bench_stage', 'cost_stage', 'write_run_report', 'report_stage',
+           'run_pipeline', 'PipelineTracker']
 
 # %% ../nbs/12_pipeline.ipynb #92ce3eb3
 # Each base's demo settings under the values given (which win key by key); any other model gets SmolLM2's.
@@ -30,6 +32,7 @@ def _merged(preset:dict, given:dict)->dict:
     for k, v in given.items(): out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
+# %% ../nbs/12_pipeline.ipynb #36b8e217
 class PipelineConfig(Config):
     "What `llmft demo` / `llmft run` do; every field can be overridden with `key=value`."
     name: str|None = None          # run folder name (default: a timestamp)
@@ -65,32 +68,6 @@ class PipelineConfig(Config):
             raise ValueError(f"the eval stage needs held-out test data: set test_data=PATH (examples with expected answers, not the training data "
                              f"{self.train.data.train!r}), or leave eval out of stages")
         return self
-
-# %% ../nbs/12_pipeline.ipynb #662b88da
-def library_versions(names=("llmft", "torch", "transformers", "peft", "accelerate", "datasets", "mlflow", "bitsandbytes", "fastapi", "vllm"))->dict:
-    "Installed versions of the libraries that decide a run's numbers (None where missing)."
-    out = {}
-    for n in names:
-        try: out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError: out[n] = None
-    return out
-
-def git_commit(path:str|Path=".")->str|None:
-    "The current git commit of `path`, with `+dirty` when the tree has changes; None outside git."
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path, capture_output=True, text=True).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError): return None
-
-def machine_info()->dict:
-    "CPU, memory and GPU of this machine, for the manifest."
-    info = dict(platform=platform.platform(), python=platform.python_version(), cpus=os.cpu_count(), gpus=[])
-    try:
-        import torch
-        if torch.cuda.is_available(): info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except ImportError: pass
-    return info
 
 # %% ../nbs/12_pipeline.ipynb #c8f9fe96
 STAGES: dict[str, Callable] = {}
@@ -174,46 +151,25 @@ def eval_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     return out
 
 # %% ../nbs/12_pipeline.ipynb #972707c6
-def _free_port()->int:
-    import socket
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+def start_server(model_dir:str, adapter:str|None, log_file:Path, max_batch:int=16, max_model_len:int=1024)->ServerProcess:
+    "`llmft serve` of the base (and the fine-tune as `finetuned`) in a subprocess on a free loopback port, once it serves."
+    port = free_port()
+    args = ["--model", model_dir, "--max-batch", max_batch, "--served-model-name", "base",
+            "--max-model-len", max_model_len]  # the demo's prompts are short; the engine's step cost grows with this (SmolLM2's context is 8192)
+    if adapter: args += ["--adapter", f"finetuned={adapter}"]
+    return ServerProcess(llmft_serve_command(*args, port=port), f"http://127.0.0.1:{port}/health", log=log_file, name="llmft serve").start()
 
-def start_server(model_dir:str, adapter:str|None, log_file:Path, max_batch:int=16, max_model_len:int=1024)->dict:
-    "Start `llmft serve` in a subprocess on a free 127.0.0.1 port; returns its process and URL once healthy."
-    import httpx
-    port = _free_port()
-    cmd = [sys.executable, "-m", "llmft.cli", "serve", "--model", model_dir, "--port", str(port), "--max-batch", str(max_batch), "--served-model-name", "base",
-           "--max-model-len", str(max_model_len)]  # the demo's prompts are short; the engine's step cost grows with this (SmolLM2's context is 8192)
-    if adapter: cmd += ["--adapter", f"finetuned={adapter}"]
-    log = open(log_file, "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    url, t0 = f"http://127.0.0.1:{port}", time.time()
-    while time.time() - t0 < 120:
-        if proc.poll() is not None: raise RuntimeError(f"llmft serve exited with {proc.returncode}; see {log_file}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200: return dict(proc=proc, url=url, log=log)
-        except httpx.HTTPError: pass
-        time.sleep(0.2)
-    proc.kill(); raise RuntimeError(f"llmft serve did not become healthy in 120 s; see {log_file}")
-
-def stop_server(server:dict)->int:
-    "SIGTERM the server and wait for it."
-    import signal
-    if server["proc"].poll() is None: server["proc"].send_signal(signal.SIGTERM)
-    try: rc = server["proc"].wait(60)
-    except subprocess.TimeoutExpired: server["proc"].kill(); rc = server["proc"].wait()
-    server["log"].close(); return rc
-
+# %% ../nbs/12_pipeline.ipynb #e51c2ab4
 @stage("serve")
 def serve_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     "Start the server with the fine-tuned adapter and ask it one question through the API."
     import httpx
     server = state["server"] = start_server(state["model_dir"], state.get("adapter"), run_dir/"server.log")
     question, model = "Convert 4 km to meters.", "finetuned" if state.get("adapter") else "base"
-    r = httpx.post(server["url"] + "/v1/chat/completions", json=dict(model=model, messages=[dict(role="user", content=question)], max_tokens=32, temperature=0), timeout=60)
+    r = httpx.post(server.url + "/v1/chat/completions", json=dict(model=model, messages=[dict(role="user", content=question)], max_tokens=32, temperature=0), timeout=60)
     r.raise_for_status()
-    choice, models = r.json()["choices"][0], [m["id"] for m in httpx.get(server["url"] + "/v1/models").json()["data"]]
-    return dict(url=server["url"], models=models, example_prompt=question, example_answer=choice["message"]["content"].strip(), example_finish_reason=choice["finish_reason"])
+    choice, models = r.json()["choices"][0], [m["id"] for m in httpx.get(server.url + "/v1/models").json()["data"]]
+    return dict(url=server.url, models=models, example_prompt=question, example_answer=choice["message"]["content"].strip(), example_finish_reason=choice["finish_reason"])
 
 @stage("bench")
 def bench_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
@@ -221,12 +177,12 @@ def bench_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     from llmft.bench import BenchConfig, run_bench
     server = state.get("server") or start_server(state["model_dir"], state.get("adapter"), run_dir/"server.log")
     try:
-        bc = BenchConfig(url=server["url"], model="finetuned" if state.get("adapter") else "base", tokenizer=state["model_dir"], num_requests=cfg.bench_requests,
+        bc = BenchConfig(url=server.url, model="finetuned" if state.get("adapter") else "base", tokenizer=state["model_dir"], num_requests=cfg.bench_requests,
                          concurrency=cfg.bench_concurrency, prompt_len=cfg.bench_prompt_len, max_tokens=cfg.bench_max_tokens, slo_e2e=2.0,
-                         monitor_pid=server["proc"].pid, out=str(run_dir/"bench"))
+                         monitor_pid=server.pid, out=str(run_dir/"bench"))
         rep = run_bench(bc)
     finally:
-        rc = stop_server(server); state.pop("server", None)
+        rc = server.stop(); state.pop("server", None)
     state["bench_dir"] = str(run_dir/"bench")
     return dict(requests=rep["requests"], completed=rep["completed"], errors=rep["errors"], request_throughput=rep["request_throughput"],
                 output_token_throughput=rep["output_token_throughput"], e2e_p95_s=rep["e2e_s"].get("p95"), ttft_p50_s=rep["ttft_s"].get("p50"),
@@ -259,66 +215,56 @@ def cost_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
     return out | {"serving_usd_per_1m_tokens": float(v["per_1m_output_tokens"]) for v in inference.values()} | dict(instance=cfg.cost_instance)
 
 # %% ../nbs/12_pipeline.ipynb #91c766f1
-def _img(path:Path)->str:
-    import base64
-    return f"<img alt='{path.stem}' src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>" if path.exists() else ""
+def _title_off(md:str)->str: return "\n".join(l for l in md.splitlines() if not l.startswith("# "))
 
-def _strip_title(md:str)->str: return "\n".join(l for l in md.splitlines() if not l.startswith("# "))
+def _training_section(run_dir:Path)->Section:
+    "The fine-tunes' table and their loss curves (loss.png)."
+    from llmft.eval import loss_history_of
+    runs = [(n, run_dir/n.lower()) for n in ("LoRA", "QLoRA") if (run_dir/n.lower()/"train_summary.json").exists()]
+    if not runs: return Section("## Training\n\nNo fine-tune in this run.")
+    md = ["## Training", "", "| fine-tune | steps | seconds | supervised tokens/s | final train loss | held-out perplexity |", "|---|---|---|---|---|---|"]
+    fig, ax = pyplot().subplots(figsize=(6.5, 3))
+    for n, d in runs:
+        ts = json.loads((d/"train_summary.json").read_text())
+        md.append(f"| {n} | {ts['steps']} | {ts['train_seconds']:.1f} | {ts['tokens_per_s']:.0f} | {ts['train_loss']:.3f} | {ts.get('eval_perplexity', float('nan')):.3f} |")
+        if (hist := loss_history_of(d)): ax.plot(*zip(*hist), label=n)
+    ax.set_xlabel("step"); ax.set_ylabel("training loss"); ax.legend(frameon=False); ax.set_title("Training loss")
+    return Section("\n".join(md + ["", "![loss](loss.png)"]), {"loss": file_base64(save_figure(fig, run_dir/"loss.png"))})
+
+def _eval_section(run_dir:Path)->Section:
+    "Base against the LoRA fine-tune (the eval stage's report), and the QLoRA fine-tune's summary."
+    from llmft.eval import eval_plots, examples_table
+    if not (run_dir/"eval"/"lora"/"eval.json").exists(): return Section("## Base vs fine-tuned\n\nThe eval stage did not run.")
+    ev = json.loads((run_dir/"eval"/"lora"/"eval.json").read_text())
+    md = ["## Base vs fine-tuned", "", _title_off((run_dir/"eval"/"lora"/"eval.md").read_text())]
+    if (run_dir/"eval"/"qlora"/"eval.json").exists():
+        qs = json.loads((run_dir/"eval"/"qlora"/"eval.json").read_text())["summary"]["tuned"]
+        md += ["", f"QLoRA fine-tune on the same examples: perplexity {qs['perplexity']:.3f}, accuracy {100 * qs['accuracy']:.1f}%"
+               + (f", retention perplexity {qs['retention_perplexity']:.3f}" if "retention_perplexity" in qs else "") + "."]
+    return Section("\n".join(md), eval_plots(ev), html="<h3>Example generations</h3>" + examples_table(ev["examples"], 10))
+
+# %% ../nbs/12_pipeline.ipynb #e857409b
+def _bench_and_cost_sections(run_dir:Path, st:dict)->list[Section]:
+    md = ["## Serving benchmark", ""]
+    if "serve" in st:
+        md += [f"`llmft serve` answered *{st['serve']['example_prompt']}* with `{st['serve']['example_answer']}` (model `finetuned`, chat template, finish reason `{st['serve'].get('example_finish_reason')}`).", ""]
+    bench = run_dir/"bench"
+    if (bench/"bench.md").exists(): md += [_title_off((bench/"bench.md").read_text()), "", "![latency](bench/latency_cdf.png) ![resources](bench/resources.png)"]
+    else: md += ["The bench stage did not run."]
+    sections = [Section("\n".join(md), {n: file_base64(bench/f"{n}.png") for n in ("latency_cdf", "resources")})]
+    cost = run_dir/"cost"
+    if (cost/"cost.md").exists(): md = ["## Cost", "", _title_off((cost/"cost.md").read_text()).replace("## ", "### "), "", "![cost](cost/cost.png)"]
+    else: md = ["## Cost", "", "The cost stage did not run."]
+    return sections + [Section("\n".join(md), {"cost": file_base64(cost/"cost.png")})]
 
 def write_run_report(run_dir:Path, manifest:dict)->Path:
     "report.md and a self-contained report.html for a pipeline run."
-    from llmft.eval import eval_plots, examples_table, markdown_to_html, HTML_STYLE, loss_history_of
-    import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
-    st, md, html_extra = manifest["stages"], [f"# llmft run `{run_dir.name}`", ""], {}
-    c = manifest["config"]
-    md += [f"Started {manifest['started']} on {manifest['machine']['cpus']} CPUs" + (f", GPUs {manifest['machine']['gpus']}" if manifest['machine']['gpus'] else " (no GPU)")
-           + f"; git `{manifest['git_commit']}`; seed {c['seed']}; base `{c['model']}`" + (f"; training data fingerprint `{st['data']['train_fingerprint']}`" if "data" in st else "") + ".", ""]
-    md += ["## Training", ""]
-    runs = [(n, run_dir/n.lower()) for n in ("LoRA", "QLoRA") if (run_dir/n.lower()/"train_summary.json").exists()]
-    if runs:
-        md += ["| fine-tune | steps | seconds | supervised tokens/s | final train loss | held-out perplexity |", "|---|---|---|---|---|---|"]
-        fig, ax = plt.subplots(figsize=(6.5, 3))
-        for n, d in runs:
-            ts = json.loads((d/"train_summary.json").read_text())
-            md.append(f"| {n} | {ts['steps']} | {ts['train_seconds']:.1f} | {ts['tokens_per_s']:.0f} | {ts['train_loss']:.3f} | {ts.get('eval_perplexity', float('nan')):.3f} |")
-            hist = loss_history_of(d)
-            if hist: ax.plot(*zip(*hist), label=n)
-        ax.set_xlabel("step"); ax.set_ylabel("training loss"); ax.legend(frameon=False); ax.set_title("Training loss")
-        fig.savefig(run_dir/"loss.png", dpi=110, bbox_inches="tight"); plt.close(fig)
-        md += ["", "![loss](loss.png)", ""]
-    else: md += ["No fine-tune in this run.", ""]
-    md += ["## Base vs fine-tuned", ""]
-    ev_file = run_dir/"eval"/"lora"/"eval.json"
-    if ev_file.exists():
-        ev = json.loads(ev_file.read_text())
-        md += [_strip_title((run_dir/"eval"/"lora"/"eval.md").read_text()), ""]
-        if (run_dir/"eval"/"qlora"/"eval.json").exists():
-            qs = json.loads((run_dir/"eval"/"qlora"/"eval.json").read_text())["summary"]["tuned"]
-            md += [f"QLoRA fine-tune on the same examples: perplexity {qs['perplexity']:.3f}, accuracy {100 * qs['accuracy']:.1f}%"
-                   + (f", retention perplexity {qs['retention_perplexity']:.3f}" if "retention_perplexity" in qs else "") + ".", ""]
-        plots = eval_plots(ev)
-        html_extra["eval"] = "".join(f"<img alt='{k}' src='data:image/png;base64,{v}'>" for k, v in plots.items()) + "<h3>Example generations</h3>" + examples_table(ev["examples"], 10)
-    else: md += ["The eval stage did not run.", ""]
-    md += ["## Serving benchmark", ""]
-    if "serve" in st: md += [f"`llmft serve` answered *{st['serve']['example_prompt']}* with `{st['serve']['example_answer']}` (model `finetuned`, chat template, finish reason `{st['serve'].get('example_finish_reason')}`).", ""]
-    if (run_dir/"bench"/"bench.md").exists():
-        md += [_strip_title((run_dir/"bench"/"bench.md").read_text()), "", "![latency](bench/latency_cdf.png) ![resources](bench/resources.png)", ""]
-        html_extra["bench"] = _img(run_dir/"bench"/"latency_cdf.png") + _img(run_dir/"bench"/"resources.png")
-    else: md += ["The bench stage did not run.", ""]
-    md += ["## Cost", ""]
-    if (run_dir/"cost"/"cost.md").exists():
-        md += [_strip_title((run_dir/"cost"/"cost.md").read_text()).replace("## ", "### "), "", "![cost](cost/cost.png)", ""]
-        html_extra["cost"] = _img(run_dir/"cost"/"cost.png")
-    else: md += ["The cost stage did not run.", ""]
-    text = "\n".join(md) + "\n"
-    (run_dir/"report.md").write_text(text)
-    body = markdown_to_html("\n".join(l for l in text.splitlines() if not l.startswith("![")))
-    body = body.replace("<h2>Training</h2>", "<h2>Training</h2>" + _img(run_dir/"loss.png"))
-    for section, heading in (("eval", "<h2>Serving benchmark</h2>"), ("bench", "<h2>Cost</h2>")):
-        body = body.replace(heading, html_extra.get(section, "") + heading)
-    body += html_extra.get("cost", "")
-    (run_dir/"report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>llmft run {run_dir.name}</title><style>{HTML_STYLE}</style></head><body>{body}</body></html>")
-    return run_dir/"report.html"
+    st, c, mach = manifest["stages"], manifest["config"], manifest["machine"]
+    head = (f"# llmft run `{run_dir.name}`\n\nStarted {manifest['started']} on {mach['cpus']} CPUs" + (f", GPUs {mach['gpus']}" if mach["gpus"] else " (no GPU)")
+            + f"; git `{manifest['git_commit']}`; seed {c['seed']}; base `{c['model']}`"
+            + (f"; training data fingerprint `{st['data']['train_fingerprint']}`" if "data" in st else "") + ".")
+    sections = [Section(head), _training_section(run_dir), _eval_section(run_dir), *_bench_and_cost_sections(run_dir, st)]
+    return write_pages(run_dir, "report", f"llmft run {run_dir.name}", sections)
 
 @stage("report")
 def report_stage(cfg:PipelineConfig, run_dir:Path, state:dict)->dict:
@@ -353,10 +299,11 @@ def run_pipeline(cfg:PipelineConfig, echo:Callable=print)->Path:
             if tracker and s not in ("train", "qlora"): tracker.child(s, result)
             echo(f"[{s}] " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.items()))
     finally:
-        if state.get("server"): stop_server(state.pop("server"))
+        if state.get("server"): state.pop("server").stop()
     if tracker: tracker.finish("FINISHED")
     return run_dir
 
+# %% ../nbs/12_pipeline.ipynb #d19b865b
 def _fmt(v): return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 class PipelineTracker:

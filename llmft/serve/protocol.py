@@ -35,8 +35,9 @@ class APIError(Exception):
     def body(self)->dict: return ErrorResponse(error=ErrorInfo(message=self.message, type=self.type, param=self.param, code=self.status)).model_dump()
 
 # %% ../../nbs/07_serve_protocol.ipynb #37586ab1
-MAX_N = 8
+MAX_N = 8  # the most completions (`n`, `best_of`) one request may ask for
 
+# %% ../../nbs/07_serve_protocol.ipynb #53243ac2
 class SamplingFields(BaseModel):
     "Sampling parameters of the OpenAI API plus vLLM's extras."
     model_config = ConfigDict(extra="allow")  # unknown fields are kept, so that `check_fields` can refuse or report them
@@ -177,6 +178,7 @@ class ChatResponseMessage(BaseModel):
     role: str = "assistant"
     content: str|None = None
 
+# %% ../../nbs/07_serve_protocol.ipynb #1933ef27
 class ChatChoice(BaseModel):
     index: int
     message: ChatResponseMessage
@@ -201,6 +203,7 @@ class ChatChunkChoice(BaseModel):
     finish_reason: str|None = None
     logprobs: Any = None
 
+# %% ../../nbs/07_serve_protocol.ipynb #47d452ed
 class ChatCompletionChunk(BaseModel):
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
