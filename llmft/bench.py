@@ -4,25 +4,19 @@
 
 # %% ../nbs/10_bench.ipynb #d6df6d17
 from __future__ import annotations
-import asyncio, json, math, os, random, statistics, sys, threading, time
+import asyncio, json, os, random, statistics, sys, threading, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Literal
-from .core import Config, require
+from .core import Config, require, percentile
 from .report import pyplot, save_figure
 
 # %% auto #0
-__all__ = ['percentile', 'describe', 'RequestResult', 'stream_request', 'BenchConfig', 'run_load', 'ResourceMonitor', 'summarize',
+__all__ = ['describe', 'RequestResult', 'stream_request', 'BenchConfig', 'run_load', 'ResourceMonitor', 'summarize',
            'prompt_tokenizer', 'make_prompts', 'http_sender', 'engine_sender', 'BenchFailed', 'run_bench_async',
            'run_bench', 'bench_markdown', 'write_bench_report', 'run_sweep']
 
 # %% ../nbs/10_bench.ipynb #0cb7c278
-def percentile(xs:list[float], q:float)->float|None:
-    "The q-th percentile (0–100) with linear interpolation; None for no data."
-    if not xs: return None
-    xs = sorted(xs); k = (len(xs) - 1) * q / 100; lo = math.floor(k)
-    return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (k - lo)
-
 def describe(xs:list[float])->dict:
     "p50/p90/p95/p99, mean, std, min, max and count of a sample."
     if not xs: return dict(count=0)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 # %% auto #0
 __all__ = ['T', 'IGNORE_INDEX', 'llmft_home', 'MissingDependency', 'require', 'Config', 'ConfigError', 'parse_value',
-           'parse_overrides', 'load_config', 'perplexity', 'fingerprint', 'shifted_nll']
+           'parse_overrides', 'load_config', 'perplexity', 'fingerprint', 'shifted_nll', 'percentile']
 
 # %% ../nbs/00_core.ipynb #24e13f04
 def llmft_home()->Path: # the folder for built models and caches
@@ -132,3 +132,11 @@ def shifted_nll(logits,      # (batch, seq, vocab) model outputs
     logits, labels = logits[:, :-1].float(), labels[:, 1:]
     nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
     return nll, int((labels != IGNORE_INDEX).sum())
+
+# %% ../nbs/00_core.ipynb #3710c826
+def percentile(xs:list[float], q:float)->float|None:
+    "The q-th percentile (0–100) with linear interpolation; None for no data."
+    if not xs: return None
+    xs = sorted(xs); k = (len(xs) - 1) * q / 100; lo = math.floor(k)
+    return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (k - lo)
+

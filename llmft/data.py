@@ -8,7 +8,7 @@ import bisect, csv, json, os, random, re, statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
-from .core import require, fingerprint, IGNORE_INDEX
+from .core import require, fingerprint, percentile, IGNORE_INDEX
 
 # %% auto #0
 __all__ = ['SCHEMAS', 'ROLES', 'TEMPLATES', 'SAMPLE_SPLITS', 'Problem', 'DataError', 'read_records', 'Example', 'detect_schema',
@@ -499,8 +499,7 @@ def make_sample_dataset(out_dir:str|Path, seed:int=0, sizes:dict=SAMPLE_SPLITS)-
 def _dist(xs:list[int])->dict:
     xs = sorted(xs)
     if not xs: return {}
-    q = lambda p: xs[min(len(xs) - 1, int(p * len(xs)))]
-    return dict(min=xs[0], p50=q(0.5), p95=q(0.95), max=xs[-1], mean=round(statistics.fmean(xs), 1))
+    return dict(min=xs[0], p50=percentile(xs, 50), p95=percentile(xs, 95), max=xs[-1], mean=round(statistics.fmean(xs), 1))
 
 def dataset_stats(examples:list[Example], tokenizer, template:str|None=None, max_length:int=512)->dict:
     "Counts, per-task counts and token-length distributions of a dataset."

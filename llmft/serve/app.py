@@ -136,6 +136,14 @@ async def _collect(streams:list, texts:list[str])->list:
         if out.finished: finals[i] = out
     return finals
 
+async def _respond_whole(svc:Service, state, streams:list, prompt:int, texts:list[str])->tuple[list, Usage]:
+    "What a response that is not streamed needs: each stream's text (added to `texts`) and last output, and the usage, counted."
+    finals = await _collect(streams, texts)
+    usage = _usage(prompt, finals)
+    count_tokens(svc, state, prompt, usage.completion_tokens)
+    return finals, usage
+
+
 # %% ../../nbs/09_serve_app.ipynb #35ad512b
 async def _sse(svc:Service, state, streams:list, prompt:int, chunk, usage_chunk, include_usage:bool, first:list=()):
     "SSE lines: `first`, then `chunk(i, out)` for each output with text or an end, the usage chunk if asked, `[DONE]`; a failed output ends it with an error event."
@@ -166,9 +174,7 @@ async def complete(svc:Service, req:CompletionRequest, state=None):
     response = lambda choices, usage=None: CompletionResponse(id=rid, model=req.model, choices=choices, usage=usage)
     if not req.stream:
         texts = [echo(i) for i in range(len(gens))]
-        finals = await _collect(streams, texts)
-        usage = _usage(prompt, finals)
-        count_tokens(svc, state, prompt, usage.completion_tokens)
+        finals, usage = await _respond_whole(svc, state, streams, prompt, texts)
         return response([CompletionChoice(index=i, text=t, finish_reason=f.finish_reason) for i, (t, f) in enumerate(zip(texts, finals))], usage)
     first = [response([CompletionChoice(index=i, text=echo(i))]) for i in range(len(gens))] if req.echo else []
     return _sse(svc, state, streams, prompt, lambda i, out: response([CompletionChoice(index=i, text=out.text, finish_reason=out.finish_reason)]),
@@ -186,9 +192,7 @@ async def chat(svc:Service, req:ChatCompletionRequest, state=None):
     chunk = lambda choices, usage=None: ChatCompletionChunk(id=rid, model=req.model, choices=choices, usage=usage)
     if not req.stream:
         texts = [""] * len(gens)
-        finals = await _collect(streams, texts)
-        usage = _usage(prompt, finals)
-        count_tokens(svc, state, prompt, usage.completion_tokens)
+        finals, usage = await _respond_whole(svc, state, streams, prompt, texts)
         return ChatCompletionResponse(id=rid, model=req.model, usage=usage,
                                       choices=[ChatChoice(index=i, message=ChatResponseMessage(content=t), finish_reason=f.finish_reason) for i, (t, f) in enumerate(zip(texts, finals))])
     first = [chunk([ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content=""))]) for i in range(len(gens))]
