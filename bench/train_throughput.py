@@ -7,7 +7,7 @@ the plain trainer's bf16 row (same precision). This machine is noisy: every row 
 given from the fastest runs, the medians, and the median of per-round ratios (each run against the plain run of
 its own round). Writes bench/out/train_throughput.{json,md}.
 """
-import argparse, json, os, platform, statistics, time
+import argparse, json, os, platform, shutil, statistics, time
 from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, DataCollatorForSeq2Seq
@@ -41,6 +41,7 @@ def plain_trainer(bf16=False) -> float:
     t0 = time.time(); t.train(); return time.time() - t0
 
 def llmft(**update) -> float:
+    shutil.rmtree(out/"llmft", ignore_errors=True)  # each row trains afresh: an output folder holds one run (llmft refuses another's checkpoints)
     cfg = TrainConfig(model=base, output_dir=str(out/"llmft"), max_steps=0, epochs=1, batch_size=args.batch_size, lr=3e-4, save_steps=10**6,
                       logging_steps=10**6, tracking=TrackingSettings(enabled=False), data=data, lora=LoraSettings(r=16, alpha=32))
     cfg = cfg.model_copy(update=update)
