@@ -11,15 +11,16 @@ __all__ = ['CONTENT_TYPE', 'EngineCollector', 'ServerMetrics']
 
 # %% ../../nbs/09a_serve_metrics.ipynb #ce328c41
 class EngineCollector:
-    "Prometheus families for an engine's queue (gauges) and its `stats` (counters; `max_*` ones are gauges), read at each scrape."
+    "Prometheus families for an engine's queue (gauges) and its `stats` (counters; `max_*` are gauges), read when scraped."
     def __init__(self, engine): self.engine = engine
     def collect(self):
         core = require("prometheus_client.core", "serve")
         h = self.engine.health()
-        yield core.GaugeMetricFamily("llmft_running_requests", "Sequences being generated now.", value=h.get("running", 0))
-        yield core.GaugeMetricFamily("llmft_waiting_requests", "Requests waiting for a slot.", value=h.get("waiting", 0))
+        gauge = core.GaugeMetricFamily
+        yield gauge("llmft_running_requests", "Sequences being generated now.", value=h.get("running", 0))
+        yield gauge("llmft_waiting_requests", "Requests waiting for a slot.", value=h.get("waiting", 0))
         for k, v in sorted(getattr(self.engine, "stats", {}).items()):
-            kind = core.GaugeMetricFamily if k.startswith("max_") else core.CounterMetricFamily
+            kind = gauge if k.startswith("max_") else core.CounterMetricFamily
             yield kind(f"llmft_engine_{k}", f"Engine: {k.replace('_', ' ')}.", value=v)
 
 # %% ../../nbs/09a_serve_metrics.ipynb #5fc3f3c7
@@ -28,11 +29,12 @@ class ServerMetrics:
     BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
     def __init__(self, engine=None):
         pc = require("prometheus_client", "serve")
-        self.registry = pc.CollectorRegistry()
-        self.requests = pc.Counter("llmft_requests", "HTTP requests by endpoint and status.", ["endpoint", "status"], registry=self.registry)
-        self.seconds = pc.Histogram("llmft_request_seconds", "Time from a request's arrival to the end of its response.", buckets=self.BUCKETS, registry=self.registry)
-        self.prompt_tokens = pc.Counter("llmft_prompt_tokens", "Prompt tokens of answered requests.", registry=self.registry)
-        self.completion_tokens = pc.Counter("llmft_completion_tokens", "Generated tokens of answered requests.", registry=self.registry)
+        self.registry = reg = pc.CollectorRegistry()
+        self.requests = pc.Counter("llmft_requests", "HTTP requests by endpoint and status.", ["endpoint", "status"], registry=reg)
+        self.seconds = pc.Histogram("llmft_request_seconds", "Time from a request's arrival to the end of its response.",
+                                    buckets=self.BUCKETS, registry=reg)
+        self.prompt_tokens = pc.Counter("llmft_prompt_tokens", "Prompt tokens of answered requests.", registry=reg)
+        self.completion_tokens = pc.Counter("llmft_completion_tokens", "Generated tokens of answered requests.", registry=reg)
         if engine is not None: self.registry.register(EngineCollector(engine))
     def request(self, endpoint:str, status:int, seconds:float):
         "Count one HTTP request and its duration."

@@ -23,8 +23,9 @@ def llmft_serve_command(*args, port:int)->list[str]:
 
 # %% ../../nbs/09b_serve_process.ipynb #cd42ffd6
 class ServerProcess:
-    "A server subprocess: started, waited for until `health_url` answers 200, stopped with a signal (a `with` block does both)."
-    def __init__(self, cmd:list, health_url:str, log:str|Path|None=None, env:dict|None=None, timeout:float=120, name:str|None=None):
+    "A server subprocess: started, waited for until `health_url` answers 200, stopped with a signal (`with` does both)."
+    def __init__(self, cmd:list, health_url:str, log:str|Path|None=None, env:dict|None=None, timeout:float=120,
+                 name:str|None=None):
         self.cmd, self.health_url, self.log, self.timeout = [str(c) for c in cmd], health_url, log, timeout
         self.name, self.lines, self.proc = name or Path(self.cmd[0]).name, [], None
         self.url = health_url.split("/", 3)[0] + "//" + health_url.split("/", 3)[2]  # scheme://host:port
@@ -34,19 +35,20 @@ class ServerProcess:
     def pid(self)->int: return self.proc.pid
 
     def start(self)->ServerProcess:
-        "Start the command and return once its health URL answers 200; raise, with the end of its output, if it exits or times out first."
+        "Start the command, return once its health URL answers 200; raise, with its output's end, if it exits or times out first."
         out = open(self.log, "w") if self.log else subprocess.PIPE
         self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=self.env)
         if self.log is None: threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
         httpx, t0 = require("httpx", "serve"), time.time()
         while time.time() - t0 < self.timeout:
-            if self.proc.poll() is not None: raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before it served:\n{self.output_tail()}")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before it served:\n{self.output_tail()}")
             try:
                 if httpx.get(self.health_url, timeout=1).status_code == 200: return self
             except httpx.HTTPError: pass
             time.sleep(0.2)
         self.proc.kill(); self.proc.wait()
-        raise RuntimeError(f"{self.name} did not answer {self.health_url} within {self.timeout:.0f} s:\n{self.output_tail()}")
+        raise RuntimeError(f"{self.name} did not answer {self.health_url} in {self.timeout:.0f} s:\n{self.output_tail()}")
 
 # %% ../../nbs/09b_serve_process.ipynb #c0f31bd7
 @patch_to(ServerProcess)
