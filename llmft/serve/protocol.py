@@ -5,14 +5,17 @@
 # %% ../../nbs/07_serve_protocol.ipynb #fca5140a
 from __future__ import annotations
 import json, time, uuid
-from typing import Any, Callable, Literal
+from typing import Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # %% auto #0
-__all__ = ['MAX_N', 'UNSUPPORTED', 'ErrorInfo', 'ErrorResponse', 'APIError', 'SamplingFields', 'CompletionRequest', 'ChatMessage',
-           'ChatCompletionRequest', 'check_fields', 'Usage', 'make_id', 'CompletionChoice', 'CompletionResponse',
-           'ChatResponseMessage', 'ChatChoice', 'ChatCompletionResponse', 'ChatDelta', 'ChatChunkChoice',
-           'ChatCompletionChunk', 'ModelCard', 'ModelList', 'sse']
+__all__ = ['MAX_N', 'MAX_LOGPROBS', 'UNSUPPORTED', 'ErrorInfo', 'ErrorResponse', 'APIError', 'JsonSchemaFormat', 'ResponseFormat',
+           'StructuredOutputs', 'FunctionSpec', 'Tool', 'FunctionName', 'FunctionCall', 'ToolCall', 'NamedToolChoice',
+           'SamplingFields', 'CompletionRequest', 'ChatMessage', 'ChatCompletionRequest', 'check_fields', 'Usage',
+           'make_id', 'CompletionLogprobs', 'CompletionChoice', 'CompletionResponse', 'ChatResponseMessage',
+           'TopLogprob', 'TokenLogprobEntry', 'ChatLogprobs', 'ChatChoice', 'ChatCompletionResponse',
+           'DeltaFunctionCall', 'DeltaToolCall', 'ChatDelta', 'ChatChunkChoice', 'ChatCompletionChunk', 'ModelCard',
+           'ModelList', 'sse']
 
 # %% ../../nbs/07_serve_protocol.ipynb #c4603b1d
 class ErrorInfo(BaseModel):
@@ -36,13 +39,71 @@ class APIError(Exception):
 
 # %% ../../nbs/07_serve_protocol.ipynb #37586ab1
 MAX_N = 8  # the most completions (`n`, `best_of`) one request may ask for
+MAX_LOGPROBS = 20  # the most alternatives `logprobs`/`top_logprobs` may ask for (OpenAI's limit)
+
+# %% ../../nbs/07_serve_protocol.ipynb #a4cb27f3
+class JsonSchemaFormat(BaseModel):
+    name: str = "output"
+    description: str|None = None
+    schema_: dict = Field(default_factory=lambda: {"type": "object"}, alias="schema")
+    strict: bool|None = None
+    model_config = ConfigDict(populate_by_name=True)
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat|None = None
+    @model_validator(mode="after")
+    def _schema(self):
+        if self.type == "json_schema" and self.json_schema is None: raise ValueError("response_format of type json_schema needs json_schema")
+        return self
+
+class StructuredOutputs(BaseModel):
+    "vLLM's `structured_outputs`: one of these."
+    model_config = ConfigDict(extra="forbid")
+    json_: dict|str|None = Field(None, alias="json")
+    regex: str|None = None
+    choice: list[str]|None = Field(None, min_length=1)
+    grammar: str|None = None
+    json_object: bool|None = None
+    @model_validator(mode="after")
+    def _one(self):
+        given = [k for k in ("json_", "regex", "choice", "grammar", "json_object") if getattr(self, k) not in (None, False)]
+        if len(given) != 1: raise ValueError(f"structured_outputs takes exactly one of json, regex, choice, grammar, json_object (got {[g.rstrip('_') for g in given]})")
+        return self
+
+# %% ../../nbs/07_serve_protocol.ipynb #53bd7755
+class FunctionSpec(BaseModel):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str|None = None
+    parameters: dict = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool|None = None
+
+class Tool(BaseModel):
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+class FunctionName(BaseModel):
+    name: str
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str                    # JSON text, as OpenAI sends it
+
+class ToolCall(BaseModel):
+    id: str = Field(default_factory=lambda: make_id("call"))
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"] = "function"
+    function: FunctionName
 
 # %% ../../nbs/07_serve_protocol.ipynb #53243ac2
 class SamplingFields(BaseModel):
     "Sampling parameters of the OpenAI API plus vLLM's extras."
     model_config = ConfigDict(extra="allow")  # unknown fields are kept, so that `check_fields` can refuse or report them
     model: str
-    max_tokens: int|None = Field(None, ge=1)
+    max_tokens: int|None = Field(None, ge=0)  # 0: no tokens (completions with `echo`: scoring the prompt)
     temperature: float = Field(1.0, ge=0.0, le=2.0, allow_inf_nan=False)
     top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     n: int = Field(1, ge=1, le=MAX_N)
@@ -53,16 +114,17 @@ class SamplingFields(BaseModel):
     seed: int|None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
-    user: str|None = None
-    # vLLM's extras
-    top_k: int = Field(-1, ge=-1)
+    user: str|None = None             # end-user ids: written to the request's log line
+    safety_identifier: str|None = None
+    top_k: int = Field(-1, ge=-1)     # vLLM's extras from here on
     min_p: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     min_tokens: int = Field(0, ge=0)
     repetition_penalty: float = Field(1.0, gt=0.0, le=10.0, allow_inf_nan=False)
     ignore_eos: bool = False
     stop_token_ids: list[int] = []
     skip_special_tokens: bool = True
-
+    response_format: ResponseFormat|None = None  # structured output (OpenAI's)
+    structured_outputs: StructuredOutputs|None = None  # structured output (vLLM's)
     @field_validator("stop")
     @classmethod
     def _stops(cls, v):
@@ -80,34 +142,74 @@ class SamplingFields(BaseModel):
 # %% ../../nbs/07_serve_protocol.ipynb #feb55f90
 class CompletionRequest(SamplingFields):
     "`POST /v1/completions`: a prompt or a list of prompts (one result per prompt)."
-    prompt: str|list[str]
+    prompt: str|list[str]|list[int]|list[list[int]]  # text, texts, token ids, lists of token ids
     echo: bool = False
+    logprobs: int|None = Field(None, ge=0, le=MAX_LOGPROBS)
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, v):
         if isinstance(v, list) and not v: raise ValueError("prompt list is empty")
         return v
+    @model_validator(mode="after")
+    def _scoring(self):
+        if self.max_tokens == 0 and not self.echo: raise ValueError("max_tokens=0 asks for no completion: it is only allowed with echo=true (scoring the prompt)")
+        return self
     @property
-    def prompts(self)->list[str]: return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+    def prompts(self)->list[str|list[int]]:
+        "Each prompt: a text or a list of token ids."
+        p = self.prompt
+        return [p] if isinstance(p, str) or (p and isinstance(p[0], int)) else list(p)
 
+# %% ../../nbs/07_serve_protocol.ipynb #ad885db1
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str|list[dict]|None = None
     name: str|None = None             # passed to the chat template, as vLLM does
+    tool_calls: list[ToolCall]|None = None  # an assistant's calls, earlier in the conversation
+    tool_call_id: str|None = None     # the call a tool message answers
+    @field_validator("tool_calls")
+    @classmethod
+    def _arguments(cls, calls):
+        for j, c in enumerate(calls or []):
+            try: json.loads(c.function.arguments)
+            except ValueError as e: raise ValueError(f"tool_calls[{j}].function.arguments is not valid JSON ({e})")
+        return calls
     @property
     def text(self)->str:
         if isinstance(self.content, list): return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
         return self.content or ""
     def for_template(self)->dict:
         "The message as the chat template takes it."
-        return dict(role=self.role, content=self.text) | (dict(name=self.name) if self.name else {})
+        d = dict(role=self.role, content=self.text) | (dict(name=self.name) if self.name else {})
+        if self.tool_call_id: d["tool_call_id"] = self.tool_call_id
+        if self.tool_calls:  # arguments as a mapping: chat templates render them with `tojson`
+            d["tool_calls"] = [dict(id=c.id, type="function", function=dict(name=c.function.name, arguments=json.loads(c.function.arguments))) for c in self.tool_calls]
+        return d
 
+# %% ../../nbs/07_serve_protocol.ipynb #bd282c12
 class ChatCompletionRequest(SamplingFields):
     "`POST /v1/chat/completions`."
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int|None = Field(None, ge=1)
     add_generation_prompt: bool = True
+    logprobs: bool = False
+    top_logprobs: int|None = Field(None, ge=0, le=MAX_LOGPROBS)
+    tools: list[Tool]|None = None
+    tool_choice: Literal["none", "auto", "required"]|NamedToolChoice|None = None
+    parallel_tool_calls: bool = True
+    @model_validator(mode="after")
+    def _chat_checks(self):
+        if self.top_logprobs and not self.logprobs: raise ValueError("top_logprobs needs logprobs=true")
+        if self.max_tokens == 0: raise ValueError("max_tokens must be at least 1 on chat completions")
+        if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.function.name not in [t.function.name for t in self.tools or []]:
+            raise ValueError(f"tool_choice names {self.tool_choice.function.name!r}, which is not among the request's tools")
+        if self.tool_choice not in (None, "none") and not self.tools: raise ValueError(f"tool_choice={self.tool_choice!r} needs tools")
+        return self
+    @property
+    def choice(self)->str|NamedToolChoice:
+        "The tool choice in effect: OpenAI's default is `auto` with tools, `none` without."
+        return self.tool_choice or ("auto" if self.tools else "none")
     @property
     def limit(self)->int|None: return self.max_completion_tokens or self.max_tokens
 
@@ -117,16 +219,16 @@ def _asks_nothing(*noop)->Callable:
     return lambda v: v is None or any(v == x and type(v) is type(x) for x in noop)
 
 _BOTH = dict(logit_bias=_asks_nothing({}), include_stop_str_in_output=_asks_nothing(False), bad_words=_asks_nothing([]),
-             response_format=_asks_nothing({"type": "text"}), structured_outputs=_asks_nothing(), guided_json=_asks_nothing(), guided_regex=_asks_nothing(),
+             guided_json=_asks_nothing(), guided_regex=_asks_nothing(),
              guided_choice=_asks_nothing(), guided_grammar=_asks_nothing(), prompt_logprobs=_asks_nothing(), allowed_token_ids=_asks_nothing(),
              truncate_prompt_tokens=_asks_nothing(), use_beam_search=_asks_nothing(False), length_penalty=_asks_nothing(1.0, 1), priority=_asks_nothing(0),
              return_tokens_as_token_ids=_asks_nothing(False), store=_asks_nothing(False), service_tier=_asks_nothing("auto", "default"), prediction=_asks_nothing(),
-             audio=_asks_nothing(), modalities=_asks_nothing(["text"]), web_search_options=_asks_nothing(), reasoning_effort=_asks_nothing())
+             audio=_asks_nothing(), modalities=_asks_nothing(["text"]), web_search_options=_asks_nothing(), reasoning_effort=_asks_nothing(),
+             metadata=_asks_nothing({}), verbosity=_asks_nothing(), moderation=_asks_nothing(), prompt_cache_key=_asks_nothing(), prompt_cache_retention=_asks_nothing(),
+             prompt_cache_options=_asks_nothing({}))
 UNSUPPORTED = {
-    "completions": _BOTH | dict(logprobs=_asks_nothing(), suffix=_asks_nothing("")),
-    "chat": _BOTH | dict(logprobs=_asks_nothing(False), top_logprobs=_asks_nothing(0), tools=_asks_nothing([]), tool_choice=_asks_nothing("none", "auto"),
-                         functions=_asks_nothing([]), function_call=_asks_nothing("none"), parallel_tool_calls=_asks_nothing(True, False),
-                         chat_template=_asks_nothing(), chat_template_kwargs=_asks_nothing({}), continue_final_message=_asks_nothing(False), documents=_asks_nothing()),
+    "completions": _BOTH | dict(suffix=_asks_nothing("")),
+    "chat": _BOTH | dict(functions=_asks_nothing([]), function_call=_asks_nothing("none"), chat_template=_asks_nothing(), chat_template_kwargs=_asks_nothing({}), continue_final_message=_asks_nothing(False), documents=_asks_nothing()),
 }
 
 # %% ../../nbs/07_serve_protocol.ipynb #8667cb7e
@@ -135,13 +237,12 @@ def _message_fields(messages:list[ChatMessage])->list[str]:
     unknown = []
     for i, m in enumerate(messages):
         extra = m.model_extra or {}
-        if m.role == "tool" or extra.get("tool_calls") or extra.get("function_call"):
-            field = f"messages[{i}]." + ("role" if m.role == "tool" else "tool_calls" if extra.get("tool_calls") else "function_call")
-            raise APIError(400, f"`{field}`: tool calls are not supported by this server", field)
+        if extra.get("function_call"):
+            raise APIError(400, f"`messages[{i}].function_call`: the deprecated function_call is not supported by this server: use tool_calls", f"messages[{i}].function_call")
         for j, part in enumerate(m.content if isinstance(m.content, list) else []):
             if part.get("type") != "text":
                 raise APIError(400, f"`messages[{i}].content[{j}]`: content part type {part.get('type')!r} is not supported by this server (text only)", f"messages[{i}].content")
-        unknown += [f"messages[{i}].{k}" for k in extra if k not in ("tool_calls", "function_call", "tool_call_id", "refusal")]
+        unknown += [f"messages[{i}].{k}" for k in extra if k not in ("function_call", "refusal")]
     return unknown
 
 def check_fields(req:CompletionRequest|ChatCompletionRequest)->list[str]:
@@ -160,11 +261,18 @@ class Usage(BaseModel):
 
 def make_id(prefix:str)->str: return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
+class CompletionLogprobs(BaseModel):
+    "The completions API's log-probabilities: per token its text, log-probability, most likely alternatives and offset in the text."
+    tokens: list[str] = []
+    token_logprobs: list[float|None] = []
+    top_logprobs: list[dict[str, float]|None] = []
+    text_offset: list[int] = []
+
 class CompletionChoice(BaseModel):
     index: int
     text: str
     finish_reason: str|None = None
-    logprobs: Any = None
+    logprobs: CompletionLogprobs|None = None
 
 class CompletionResponse(BaseModel):
     id: str = Field(default_factory=lambda: make_id("cmpl"))
@@ -177,13 +285,25 @@ class CompletionResponse(BaseModel):
 class ChatResponseMessage(BaseModel):
     role: str = "assistant"
     content: str|None = None
+    tool_calls: list[ToolCall]|None = None
 
 # %% ../../nbs/07_serve_protocol.ipynb #1933ef27
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]|None = None
+
+class TokenLogprobEntry(TopLogprob):
+    top_logprobs: list[TopLogprob] = []
+
+class ChatLogprobs(BaseModel):
+    content: list[TokenLogprobEntry]|None = None
+
 class ChatChoice(BaseModel):
     index: int
     message: ChatResponseMessage
     finish_reason: str|None = None
-    logprobs: Any = None
+    logprobs: ChatLogprobs|None = None
 
 class ChatCompletionResponse(BaseModel):
     id: str = Field(default_factory=lambda: make_id("chatcmpl"))
@@ -193,15 +313,28 @@ class ChatCompletionResponse(BaseModel):
     choices: list[ChatChoice]
     usage: Usage|None = None
 
+class DeltaFunctionCall(BaseModel):
+    name: str|None = None
+    arguments: str = ""
+
+# %% ../../nbs/07_serve_protocol.ipynb #e94ce26c
+class DeltaToolCall(BaseModel):
+    "A piece of a streamed tool call: the first carries its id and name, the next ones more of its arguments."
+    index: int
+    id: str|None = None
+    type: Literal["function"]|None = None
+    function: DeltaFunctionCall
+
 class ChatDelta(BaseModel):
     role: str|None = None
     content: str|None = None
+    tool_calls: list[DeltaToolCall]|None = None
 
 class ChatChunkChoice(BaseModel):
     index: int
     delta: ChatDelta
     finish_reason: str|None = None
-    logprobs: Any = None
+    logprobs: ChatLogprobs|None = None
 
 # %% ../../nbs/07_serve_protocol.ipynb #47d452ed
 class ChatCompletionChunk(BaseModel):

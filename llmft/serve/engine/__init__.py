@@ -6,14 +6,14 @@
 from __future__ import annotations
 import importlib.util
 from ...core import require
-from .interface import SamplingParams, GenerationRequest, GenerationOutput, Engine, EngineSettings, EngineBusy, SHUTTING_DOWN
+from .interface import Constraint, SamplingParams, GenerationRequest, GenerationOutput, TokenLogprob, Engine, EngineSettings, EngineBusy, SHUTTING_DOWN
 from .scheduler import TransformersEngine
 from .vllm import VLLMEngine
-_all_ = ["SamplingParams", "GenerationRequest", "GenerationOutput", "Engine", "EngineSettings", "EngineBusy", "SHUTTING_DOWN", "TransformersEngine", "VLLMEngine"]
+_all_ = ["Constraint", "SamplingParams", "GenerationRequest", "GenerationOutput", "TokenLogprob", "Engine", "EngineSettings", "EngineBusy", "SHUTTING_DOWN", "TransformersEngine", "VLLMEngine"]
 
 # %% auto #0
-__all__ = ['make_engine', 'SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'EngineBusy',
-           'SHUTTING_DOWN', 'TransformersEngine', 'VLLMEngine']
+__all__ = ['make_engine', 'Constraint', 'SamplingParams', 'GenerationRequest', 'GenerationOutput', 'TokenLogprob', 'Engine',
+           'EngineSettings', 'EngineBusy', 'SHUTTING_DOWN', 'TransformersEngine', 'VLLMEngine']
 
 # %% ../../../nbs/08_serve_engine.ipynb #d507ef46
 def make_engine(s:EngineSettings)->Engine:

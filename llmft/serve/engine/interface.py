@@ -12,9 +12,16 @@ from ...core import Config
 from ..protocol import SamplingFields, APIError
 
 # %% auto #0
-__all__ = ['SHUTTING_DOWN', 'SamplingParams', 'GenerationRequest', 'GenerationOutput', 'Engine', 'EngineSettings', 'EngineBusy']
+__all__ = ['SHUTTING_DOWN', 'Constraint', 'SamplingParams', 'GenerationRequest', 'TokenLogprob', 'GenerationOutput', 'Engine',
+           'EngineSettings', 'EngineBusy']
 
 # %% ../../../nbs/08a_engine_interface.ipynb #1c569772
+@dataclass
+class Constraint:
+    "What a constrained request's output must match: a JSON schema (`json`), any JSON object, a regular expression, one of some strings (`choice`), or a Lark/GBNF grammar."
+    kind: Literal["json", "json_object", "regex", "choice", "grammar"]
+    spec: object = None               # the schema (dict), the regex or grammar (str), the choices (list of str); None for json_object
+
 @dataclass
 class SamplingParams:
     "How to pick tokens for one request."
@@ -32,13 +39,16 @@ class SamplingParams:
     ignore_eos: bool = False
     seed: int|None = None
     skip_special_tokens: bool = True
+    constraint: Constraint|None = None  # decoding constrained to match it (structured output)
+    logprobs: int|None = None         # each generated token's log-probability, with this many most likely alternatives (0: none)
+    prompt_logprobs: int|None = None  # the same for each prompt token after the first
     @classmethod
-    def from_request(cls, r:SamplingFields, max_tokens:int)->SamplingParams:
-        "Sampling parameters of an API request (max_tokens resolved by the caller)."
+    def from_request(cls, r:SamplingFields, max_tokens:int, **kw)->SamplingParams:
+        "Sampling parameters of an API request (max_tokens, and the fields `kw` the request has in its own way, resolved by the caller)."
         return cls(max_tokens=max_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, min_p=r.min_p, min_tokens=r.min_tokens,
                    repetition_penalty=r.repetition_penalty, presence_penalty=r.presence_penalty, frequency_penalty=r.frequency_penalty,
                    stop=list(r.stop or []), stop_token_ids=list(r.stop_token_ids), ignore_eos=r.ignore_eos, seed=r.seed,
-                   skip_special_tokens=r.skip_special_tokens)
+                   skip_special_tokens=r.skip_special_tokens, **kw)
 
 # %% ../../../nbs/08a_engine_interface.ipynb #951c6a85
 @dataclass
@@ -47,6 +57,13 @@ class GenerationRequest:
     prompt_ids: list[int]
     params: SamplingParams
     adapter: str|None = None          # a served adapter's name, None for the base
+
+@dataclass
+class TokenLogprob:
+    "A token's log-probability under the model (its log-softmax, before any sampling parameter or constraint), with the most likely tokens at that place."
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]] = field(default_factory=list)  # (token id, log-probability), most likely first
 
 @dataclass
 class GenerationOutput:
@@ -59,6 +76,8 @@ class GenerationOutput:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str|None = None
+    logprobs: list[TokenLogprob]|None = None         # one per token of `token_ids`, when the request asked
+    prompt_logprobs: list[TokenLogprob|None]|None = None  # on the first output, when asked: one per prompt token (None for the first)
 
 # %% ../../../nbs/08a_engine_interface.ipynb #0805c604
 class Engine(ABC):

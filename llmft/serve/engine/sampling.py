@@ -5,10 +5,10 @@
 # %% ../../../nbs/08b_engine_sampling.ipynb #5e6d3b1f
 from __future__ import annotations
 from ...core import require
-from .interface import SamplingParams
+from .interface import SamplingParams, TokenLogprob
 
 # %% auto #0
-__all__ = ['next_tokens']
+__all__ = ['next_tokens', 'token_logprobs']
 
 # %% ../../../nbs/08b_engine_sampling.ipynb #53f372df
 def _adjust(logits, p:SamplingParams, seq_ids:list[int], generated:list[int], eos_ids:list[int]):
@@ -43,3 +43,12 @@ def next_tokens(logits, seqs:list, eos_ids:list[int])->list[int]:
     if simple: return logits.argmax(-1).tolist()
     logits = logits.float()
     return [_sample(_adjust(logits[i].clone(), s.params, s.ids, s.generated, eos_ids), s.params, s.gen) for i, s in enumerate(seqs)]
+
+# %% ../../../nbs/08b_engine_sampling.ipynb #61491f9f
+def token_logprobs(logits, tokens:list[int], tops:list[int])->list[TokenLogprob]:
+    "For each row of `logits` (B, vocab): the log-probability of `tokens[i]` and the `tops[i]` most likely tokens, most likely first."
+    lp = logits.float().log_softmax(-1)
+    k = max(tops, default=0)
+    vals, idx = lp.topk(k, -1) if k else (None, None)
+    chosen = lp[range(len(tokens)), tokens].tolist()
+    return [TokenLogprob(t, chosen[i], list(zip(idx[i, :n].tolist(), vals[i, :n].tolist())) if n else []) for i, (t, n) in enumerate(zip(tokens, tops))]

@@ -11,12 +11,13 @@ from fastcore.basics import patch
 from ...core import require
 from ..protocol import APIError
 from .interface import Engine, EngineSettings, EngineBusy, GenerationRequest, GenerationOutput, SHUTTING_DOWN
-from .sampling import next_tokens
+from .sampling import next_tokens, token_logprobs
 from .text import visible_text, incremental_text
 from .kv_cache import SlotKVCache, EagerForward
 from .loading import load_serving_model, eos_token_ids, fuse_projections, prepack_linear_weights, spare_memory_bytes
 from .forward_cpu import SlotForward, compile_decision
 from .forward_cuda import StaticDecode
+from .grammar import Grammars, mask_logits
 
 # %% auto #0
 __all__ = ['in_passing_thread', 'TransformersEngine']
@@ -36,6 +37,8 @@ class _Sequence:
     prefix: int = 0       # generated[prefix:read]: the tokens decoded again as context for the next ones
     read: int = 0
     arrived: float = field(default_factory=time.monotonic)
+    matcher: object = None   # the constraint's llguidance matcher, following the generated tokens
+    prompt_lps: list|None = None  # the prompt's log-probabilities, sent with the first output
     @property
     def params(self): return self.req.params
     def emit(self, out:GenerationOutput): self.loop.call_soon_threadsafe(self.queue.put_nowait, out)
@@ -68,6 +71,7 @@ class TransformersEngine(Engine):
         self.dtype = next(p.dtype for p in self.model.parameters() if p.is_floating_point())
         self.eos_ids = eos_token_ids(self.model, self.tokenizer)  # what `generate` stops on: the generation config's EOS ids (a chat model's end of turn), and the tokenizer's
         self.forward = self._forward_path(tune=model is None)
+        self.grammars = Grammars(self.tokenizer, self.config.vocab_size, self.eos_ids)
         self.waiting, self.running = collections.deque(), []
         self._lock, self._wake, self._aborts = threading.Lock(), threading.Event(), {}  # request id -> reason (None: the client left)
         self._stop, self._accepting, self._thread, self.state, self._last_arrival, self._idle_since = False, True, None, "starting", 0.0, 0.0
@@ -120,6 +124,7 @@ def _submit(self:TransformersEngine, request:GenerationRequest)->_Sequence:
     if not self._accepting or self._stop: raise APIError(503, "server is shutting down")
     self.check_request(request)
     seq = _Sequence(request, asyncio.Queue(), asyncio.get_running_loop())
+    if (c := request.params.constraint) is not None: seq.matcher = self.grammars.matcher(c)  # an invalid constraint is a 400 now
     with self._lock:
         if len(self.running) + len(self.waiting) >= self.s.max_batch + self.s.max_waiting: raise EngineBusy(len(self.waiting))  # as VLLMEngine counts
         self.waiting.append(seq)
@@ -176,18 +181,40 @@ def _admit(self:TransformersEngine):
             if new and longest * (len(new) + 1) > self.s.max_prefill_tokens: break
             new.append(self.waiting.popleft())
     if not new: return
+    self.running.extend(new)  # before any pass: if one fails, `_fail_all` ends these requests too
+    for s in new:
+        if s.params.prompt_logprobs is not None: s.prompt_lps = self._prompt_logprobs(s)
+    if not (new := self._score_only(new)): return
     lens = torch.tensor([len(s.req.prompt_ids) for s in new], device=self.device)
     L = int(lens.max())
     ids = torch.tensor([s.req.prompt_ids + [self.tokenizer.pad_token_id] * (L - len(s.req.prompt_ids)) for s in new], device=self.device)
     positions = torch.arange(L, device=self.device).expand(len(new), L)
-    start = len(self.running)
+    start = len(self.running) - len(new)
     for s in new:
         s.ids, s.pos = list(s.req.prompt_ids), len(s.req.prompt_ids)
         s.gen = torch.Generator(device="cpu").manual_seed(s.params.seed) if s.params.seed is not None else None
-    self.running.extend(new)  # before the pass: if it fails, `_fail_all` ends these requests too
     logits = self.forward.prefill(ids, positions, start, lens, new)
     self.stats["forward_passes"] += 1; self.stats["prefill_passes"] += 1; self.stats["prefill_tokens"] += int(lens.sum())
     self._advance(new, logits)
+
+# %% ../../../nbs/08f_engine_scheduler.ipynb #2d582a25
+@patch
+def _prompt_logprobs(self:TransformersEngine, s:_Sequence)->list:
+    "The log-probability of each prompt token after the first (and its `prompt_logprobs` most likely alternatives), from one uncached pass."
+    torch, ids = require("torch"), s.req.prompt_ids
+    kw = {"adapter_names": [s.req.adapter or "__base__"]} if self.adapters else {}
+    logits = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=False, **kw).logits[0, :-1]
+    self.stats["forward_passes"] += 1; self.stats["scoring_passes"] += 1
+    return [None] + token_logprobs(logits, ids[1:], [s.params.prompt_logprobs] * (len(ids) - 1))
+
+@patch
+def _score_only(self:TransformersEngine, new:list)->list:
+    "End the requests among `new` (the last of `running`) that ask for no tokens (`max_tokens=0`) with their prompt's log-probabilities; the others."
+    done = [s for s in new if s.params.max_tokens == 0]
+    if done: self.running[:] = [s for s in self.running if s not in done]  # the newest, at the end: no slot moves
+    _deliver([(s, GenerationOutput(s.req.request_id, finished=True, finish_reason="length", prompt_tokens=len(s.req.prompt_ids), prompt_logprobs=s.prompt_lps))
+              for s in done])
+    return [s for s in new if s.params.max_tokens != 0]
 
 # %% ../../../nbs/08f_engine_scheduler.ipynb #6174ca09
 @patch
@@ -211,11 +238,27 @@ def _deliver(outputs:list):
 def _put_all(items):
     for queue, out in items: queue.put_nowait(out)
 
+# %% ../../../nbs/08f_engine_scheduler.ipynb #7c614e5b
+@patch
+def _pick(self:TransformersEngine, seqs:list, logits)->tuple[list[int], list]:
+    "Each sequence's next token, and its log-probability where the request asked (else None)."
+    want = [i for i, s in enumerate(seqs) if s.params.logprobs is not None]
+    raw = logits[want].float() if want else None  # before a constraint masks the logits in place
+    constrained = [i for i, s in enumerate(seqs) if s.matcher is not None]
+    if constrained: mask_logits(logits, constrained, [seqs[i].matcher for i in constrained])
+    tokens = next_tokens(logits, seqs, self.eos_ids)
+    for i in constrained:
+        if not seqs[i].matcher.consume_token(tokens[i]): raise RuntimeError(f"constraint refused token {tokens[i]}: {seqs[i].matcher.get_error()}")
+    logprobs = [None] * len(seqs)
+    if want:
+        for i, lp in zip(want, token_logprobs(raw, [tokens[i] for i in want], [seqs[i].params.logprobs for i in want])): logprobs[i] = lp
+    return tokens, logprobs
+
 # %% ../../../nbs/08f_engine_scheduler.ipynb #e6b331c4
 @patch
 def _advance(self:TransformersEngine, seqs:list, logits):
-    outputs = []
-    for s, tok in zip(seqs, next_tokens(logits, seqs, self.eos_ids)):
+    outputs, (tokens, logprobs) = [], self._pick(seqs, logits)
+    for s, tok, lp in zip(seqs, tokens, logprobs):
         p = s.params
         s.generated.append(tok); s.ids.append(tok)
         stop_token = (tok in self.eos_ids and not p.ignore_eos) or tok in p.stop_token_ids
@@ -227,7 +270,9 @@ def _advance(self:TransformersEngine, seqs:list, logits):
         if hit: reason = "stop"
         delta = visible[len(s.sent):] if visible.startswith(s.sent) else ""
         s.sent += delta
-        outputs.append((s, GenerationOutput(s.req.request_id, delta, [tok], reason is not None, reason, len(s.req.prompt_ids), len(s.generated))))
+        outputs.append((s, GenerationOutput(s.req.request_id, delta, [tok], reason is not None, reason, len(s.req.prompt_ids), len(s.generated),
+                                            logprobs=None if lp is None else [lp], prompt_logprobs=s.prompt_lps)))
+        s.prompt_lps = None
     self._release([s for (s, out) in outputs if out.finished])
     _deliver(outputs)
 

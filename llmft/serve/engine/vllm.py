@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import AsyncIterator
 from fastcore.basics import patch
 from ...core import require
-from ..protocol import APIError
-from .interface import Engine, EngineSettings, EngineBusy, GenerationRequest, GenerationOutput, SamplingParams, SHUTTING_DOWN
+from ..protocol import APIError, MAX_LOGPROBS
+from .interface import Engine, EngineSettings, EngineBusy, GenerationRequest, GenerationOutput, SamplingParams, SHUTTING_DOWN, TokenLogprob
 
 # %% auto #0
 __all__ = ['vllm_cpu_plugin', 'vllm_engine_args', 'lint_adapter', 'VLLMEngine', 'vllm_sampling_params']
@@ -27,7 +27,7 @@ def vllm_engine_args(s:EngineSettings, model_path:str)->dict:
     "vLLM `AsyncEngineArgs` keyword arguments for the settings."
     args = dict(model=model_path, tokenizer=model_path, dtype=s.dtype, max_model_len=s.max_model_len, gpu_memory_utilization=s.gpu_memory_utilization,
                 tensor_parallel_size=s.tensor_parallel_size, kv_cache_dtype=s.kv_cache_dtype, enable_prefix_caching=s.enable_prefix_caching,
-                max_num_seqs=s.max_batch, trust_remote_code=s.trust_remote_code, enable_lora=bool(s.adapters))
+                max_num_seqs=s.max_batch, trust_remote_code=s.trust_remote_code, enable_lora=bool(s.adapters), max_logprobs=MAX_LOGPROBS)
     if s.quantization != "none": args["quantization"] = {"bnb-4bit": "bitsandbytes", "bnb-8bit": "bitsandbytes"}.get(s.quantization, s.quantization)
     if s.adapters: args |= dict(max_lora_rank=s.max_lora_rank, max_loras=min(s.max_loras, len(s.adapters)))
     return args
@@ -65,7 +65,9 @@ class VLLMEngine(Engine):
     async def start(self):
         vllm = require("vllm", "vllm")
         from vllm.v1.engine.async_llm import AsyncLLM
-        self.llm = AsyncLLM.from_engine_args(vllm.AsyncEngineArgs(**vllm_engine_args(self.s, self.path)))
+        from vllm.config import StructuredOutputsConfig  # llguidance, as the transformers engine: the same outputs' rules (JSON without free whitespace)
+        structured = StructuredOutputsConfig(backend="guidance", disable_any_whitespace=True)
+        self.llm = AsyncLLM.from_engine_args(vllm.AsyncEngineArgs(**vllm_engine_args(self.s, self.path), structured_outputs_config=structured))
         self.state = "ok"
     def health(self)->dict:
         n = len(self.inflight)
@@ -106,23 +108,42 @@ def generate(self:VLLMEngine, request:GenerationRequest)->AsyncIterator[Generati
 def vllm_sampling_params(p:SamplingParams):
     "The vLLM `SamplingParams` for ours."
     vllm = require("vllm", "vllm")
-    return vllm.SamplingParams(max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k, min_p=p.min_p, min_tokens=p.min_tokens,
+    from vllm.sampling_params import StructuredOutputsParams
+    c = p.constraint
+    structured = None if c is None else StructuredOutputsParams(**{"json_object" if c.kind == "json_object" else c.kind: True if c.kind == "json_object" else c.spec})
+    return vllm.SamplingParams(max_tokens=max(p.max_tokens, 1), temperature=p.temperature, top_p=p.top_p, top_k=p.top_k, min_p=p.min_p, min_tokens=p.min_tokens,
                                repetition_penalty=p.repetition_penalty, presence_penalty=p.presence_penalty, frequency_penalty=p.frequency_penalty,
-                               stop=p.stop or None, stop_token_ids=p.stop_token_ids or None, ignore_eos=p.ignore_eos, seed=p.seed, skip_special_tokens=p.skip_special_tokens)
+                               stop=p.stop or None, stop_token_ids=p.stop_token_ids or None, ignore_eos=p.ignore_eos, seed=p.seed, skip_special_tokens=p.skip_special_tokens,
+                               structured_outputs=structured, logprobs=p.logprobs, prompt_logprobs=p.prompt_logprobs)
 
+def _logprobs(ids:list[int], given, top:int|None)->list|None:
+    "vLLM's per-position dicts (token id → `Logprob`, the top ones and the chosen one) as `TokenLogprob`s (None where vLLM has none)."
+    if given is None or top is None: return None
+    out = []
+    for t, d in zip(ids, given):
+        if d is None: out.append(None); continue
+        ranked = sorted(((lp.rank, i, lp.logprob) for i, lp in d.items() if lp.rank is not None and lp.rank <= top))
+        out.append(TokenLogprob(t, d[t].logprob, [(i, v) for _, i, v in ranked]))
+    return out
+
+# %% ../../../nbs/08i_engine_vllm.ipynb #bfe39b07
 @patch
 async def _generate(self:VLLMEngine, r:GenerationRequest):
     from vllm.lora.request import LoRARequest
     lora = LoRARequest(r.adapter, self._lora_ids[r.adapter], self.adapters[r.adapter]) if r.adapter else None
-    sent_text, sent_ids, done = "", 0, False
+    sent_text, sent_ids, done, p, first = "", 0, False, r.params, True
     self._streams += 1
     try:
-        async for out in self.llm.generate({"prompt_token_ids": r.prompt_ids}, vllm_sampling_params(r.params), r.request_id, lora_request=lora):
-            c, done = out.outputs[0], out.finished
-            reason = c.finish_reason if done else None
-            yield GenerationOutput(r.request_id, c.text[len(sent_text):], list(c.token_ids[sent_ids:]), done, reason, len(r.prompt_ids), len(c.token_ids),
-                                   error=self._reasons.pop(r.request_id, None) if reason == "abort" else None)
-            sent_text, sent_ids = c.text, len(c.token_ids)
+        async for out in self.llm.generate({"prompt_token_ids": r.prompt_ids}, vllm_sampling_params(p), r.request_id, lora_request=lora):
+            c, done = out.outputs[0], out.finished or p.max_tokens == 0
+            reason = ("length" if p.max_tokens == 0 else c.finish_reason) if done else None
+            ids = [] if p.max_tokens == 0 else list(c.token_ids[sent_ids:])
+            prompt_lps = _logprobs(r.prompt_ids, out.prompt_logprobs, p.prompt_logprobs) if first else None
+            yield GenerationOutput(r.request_id, "" if p.max_tokens == 0 else c.text[len(sent_text):], ids, done, reason, len(r.prompt_ids), len(c.token_ids) if p.max_tokens else 0,
+                                   error=self._reasons.pop(r.request_id, None) if reason == "abort" else None,
+                                   logprobs=_logprobs(ids, (c.logprobs or [])[sent_ids:], p.logprobs) if ids else None, prompt_logprobs=prompt_lps)
+            sent_text, sent_ids, first = c.text, len(c.token_ids), False
+            if p.max_tokens == 0: await self.llm.abort(r.request_id); break  # only the prompt was asked for
     except Exception as e:  # the engine failed mid-request: stop it there and send an error event, not a broken stream
         self.stats["step_errors"] += 1; done = True
         self.inflight.discard(r.request_id); await self.llm.abort(r.request_id)
