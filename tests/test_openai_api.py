@@ -169,3 +169,24 @@ def test_langchain_structured_output_and_a_named_tool_on_the_real_chat_model(smo
     (call,) = msg.tool_calls
     assert call["name"] == "get_weather" and isinstance(call["args"].get("city"), str) and call["id"], msg
     print(answer, call)
+
+def _lm_eval(tmp_path, name, model, model_args, *extra):
+    "Run lm-eval-harness's CLI on the 20-question local task (tests/lm_eval_task); its accuracy."
+    import glob, os, subprocess, sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path/name
+    r = subprocess.run([sys.executable, "-m", "lm_eval", "--model", model, "--model_args", model_args, "--tasks", "llmft_facts", "--include_path", "tests/lm_eval_task",
+                        "--batch_size", "1", "--output_path", str(out), *extra], cwd=root, capture_output=True, text=True, timeout=600, env=os.environ | {"TOKENIZERS_PARALLELISM": "false"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    (results,) = glob.glob(f"{out}/**/results_*.json", recursive=True)
+    return json.loads(Path(results).read_text())["results"]["llmft_facts"]["acc,none"]
+
+@pytest.mark.skipif(ENGINE == "vllm", reason="lm-eval-harness is installed in the main environment; the vLLM engine's logprobs are checked above")
+def test_lm_eval_local_completions_scores_like_its_hf_backend(smollm2, tmp_path):
+    "The documented run (nbs/howto/lm_eval.md): lm-eval's `local-completions` against `llmft serve` and its own HF backend, same model and task, same accuracy."
+    from llmft.base import resolve_model
+    path = resolve_model("smollm2")
+    served = _lm_eval(tmp_path, "served", "local-completions", f"model=smollm2,base_url={smollm2.url}/v1/completions,tokenizer={path},num_concurrent=1,max_retries=1,tokenized_requests=True")
+    local = _lm_eval(tmp_path, "hf", "hf", f"pretrained={path}", "--device", "cpu")
+    assert served == local and 0 < served < 1, (served, local)  # 0.65 when measured; neither all right nor all wrong, so the scores mean something
