@@ -6,13 +6,12 @@ import httpx, jsonschema, pytest
 from openai import OpenAI, BadRequestError
 from test_serve import Server, ENGINE
 
-ANSWER = {"type": "object", "properties": {"answer": {"type": "integer"}, "unit": {"enum": ["cm", "m"]}},
+ANSWER = {"type": "object", "properties": {"answer": {"type": "integer", "minimum": 0, "maximum": 999}, "unit": {"enum": ["cm", "m"]}},
           "required": ["answer", "unit"], "additionalProperties": False}
 CITY = {"type": "object", "properties": {"city": {"enum": ["Oslo", "Paris", "Lima"]}}, "required": ["city"], "additionalProperties": False}
 WEATHER = {"type": "function", "function": {"name": "weather", "description": "Today's weather in a city", "parameters": CITY}}
 CLOCK = {"type": "function", "function": {"name": "clock", "description": "The time now", "parameters": {"type": "object", "properties": {}, "additionalProperties": False}}}
 HI = [{"role": "user", "content": "hi"}]
-VLLM_STRUCTURED = pytest.mark.skipif(ENGINE == "vllm", reason="on vLLM 0.32 (CPU, guidance backend) schema-constrained outputs failed to parse in the fresh-clone run of 2026-12-01 (JSONDecodeError); open in issue 25")
 
 @pytest.fixture(scope="module")
 def tiny():
@@ -23,7 +22,6 @@ def tiny():
 @pytest.fixture(scope="module")
 def client(tiny): return OpenAI(base_url=tiny.url + "/v1", api_key="none", max_retries=0)
 
-@VLLM_STRUCTURED
 def test_structured_output_parses_every_time_batched_with_free_requests_and_streamed(client):
     "tiny is a random model: whatever it would write, a schema-constrained answer parses and validates, beside unconstrained requests in the same batches."
     fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER}}
@@ -40,7 +38,6 @@ def test_structured_output_parses_every_time_batched_with_free_requests_and_stre
     if any_object.finish_reason == "stop": assert isinstance(json.loads(any_object.message.content), dict)
     else: assert any_object.message.content.startswith("{")  # cut short by max_tokens: still the start of an object
 
-@VLLM_STRUCTURED
 def test_vllm_structured_outputs_regex_choice_grammar(client):
     for so, check in [({"regex": r"[0-9]{3}-[a-z]{2}"}, lambda t: len(t) == 6 and t[3] == "-" and t[:3].isdigit()),
                       ({"choice": ["yes", "no", "maybe"]}, lambda t: t in ("yes", "no", "maybe")),
@@ -91,7 +88,7 @@ def _model_logprobs(ids):
 def test_logprobs_equal_the_models_log_softmax(client):
     "What lm-eval-harness sends for log-likelihoods (token ids, echo, logprobs=1, max_tokens 0 or 1), checked against a forward pass."
     ids = [1, 450, 1011, 77, 312, 9, 1203, 55]
-    tol = 1e-4 if ENGINE == "hf" else 2e-2  # vLLM computes with its own CPU kernels: 0.008 apart was seen
+    tol = 1e-4 if ENGINE == "hf" else 2e-2  # vLLM on a CPU downcasts tiny's fp32 weights to bf16 (its log says so): 0.008 apart was seen
     ref = _model_logprobs(ids)
     for max_tokens in (1, 0):
         r = client.completions.create(model="tiny", prompt=ids, echo=True, logprobs=1, max_tokens=max_tokens, temperature=0)
@@ -150,11 +147,10 @@ def test_every_sdk_parameter_is_honoured_or_refused(tiny, endpoint):
 
 @pytest.fixture(scope="module")
 def smollm2():
-    s = Server("--model", "smollm2", "--cpu-compile", "false")  # a compile at start would add a minute to the suite
+    s = Server("--model", "smollm2", "--cpu-compile", "false", timeout=600)  # no compile on the transformers engine (it would add minutes); vLLM compiles anyway
     yield s
     s.stop()
 
-@VLLM_STRUCTURED
 def test_langchain_structured_output_and_a_named_tool_on_the_real_chat_model(smollm2):
     "LangChain's `with_structured_output(method='json_schema')` and `bind_tools` with a named tool, unchanged, on SmolLM2-135M-Instruct."
     from langchain_core.tools import tool

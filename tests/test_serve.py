@@ -13,9 +13,9 @@ PROMPT = "### Instruction:\nAdd 12 and 30.\n### Response:\n"
 
 class Server(ServerProcess):
     "An `llmft serve` subprocess on a free 127.0.0.1 port, on the engine under test; its output kept in `lines`."
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, timeout=120):
         self.port = free_port()
-        super().__init__(llmft_serve_command("--engine", ENGINE, *args, port=self.port), f"http://127.0.0.1:{self.port}/health", env=env, name="llmft serve")
+        super().__init__(llmft_serve_command("--engine", ENGINE, *args, port=self.port), f"http://127.0.0.1:{self.port}/health", env=env, timeout=timeout, name="llmft serve")
         self.start()
 
 @pytest.fixture(scope="module")
