@@ -88,7 +88,7 @@ def prompt_ids(self:Service, prompts:list)->list[list[int]]:
 def constraint(self:Service, req):
     "The request's constraint (structured output or a forced tool call), checked: an invalid one is a 400 before anything is queued."
     c, param = request_constraint(req)
-    if c is not None: grammar_of(c, param)
+    if c is not None: c.grammar = grammar_of(c, param)  # compiled once: the transformers engine's matchers start from it
     return c
 
 # %% ../../nbs/09_serve_app.ipynb #63641346

@@ -39,7 +39,7 @@ class Grammars:
         if self._tok is None:
             import llguidance.hf
             self._tok = llguidance.hf.from_tokenizer(self.hf, n_vocab=self.vocab_size, eos_token=self.eos_ids)
-        m = llg.LLMatcher(self._tok, grammar_of(c, param), log_level=0)
+        m = llg.LLMatcher(self._tok, c.grammar or grammar_of(c, param), log_level=0)
         if m.is_error(): raise APIError(400, f"`{param}`: invalid {c.kind} constraint: {m.get_error()}", param)
         return m
 

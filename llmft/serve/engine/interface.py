@@ -21,6 +21,7 @@ class Constraint:
     "What a constrained request's output must match: a JSON schema (`json`), any JSON object, a regular expression, one of some strings (`choice`), or a Lark/GBNF grammar."
     kind: Literal["json", "json_object", "regex", "choice", "grammar"]
     spec: object = None               # the schema (dict), the regex or grammar (str), the choices (list of str); None for json_object
+    grammar: str|None = None          # llguidance's grammar for it, once the app has checked it (`grammar_of`)
 
 @dataclass
 class SamplingParams:
