@@ -108,6 +108,28 @@ def test_logprobs_equal_the_models_log_softmax(client):
     with pytest.raises(BadRequestError, match="token id 99999 is not in this model's vocabulary"):
         client.completions.create(model="tiny", prompt=[1, 99999], max_tokens=1)
 
+def test_logit_bias_stop_strings_usage_and_token_routes(client, tiny):
+    free = client.completions.create(model="tiny", prompt="The", max_tokens=12, temperature=0, extra_body={"ignore_eos": True}).choices[0].text
+    forced = client.completions.create(model="tiny", prompt="The", max_tokens=4, temperature=0, logit_bias={"300": 100}, logprobs=0).choices[0]
+    tok = httpx.post(tiny.url + "/detokenize", json=dict(tokens=[300])).json()["prompt"]
+    assert forced.text == tok * 4 and forced.text != free[:len(forced.text)], (forced.text, free)
+    stop = free.split()[2]
+    kept = client.completions.create(model="tiny", prompt="The", max_tokens=12, temperature=0, stop=[stop], extra_body={"ignore_eos": True, "include_stop_str_in_output": True}).choices[0]
+    assert (kept.text, kept.finish_reason) == (free[:free.index(stop) + len(stop)], "stop"), (kept.text, free, stop)
+    with pytest.raises(BadRequestError, match="logit_bias"): client.completions.create(model="tiny", prompt="x", max_tokens=1, logit_bias={"99999": 1})
+    chunks = list(client.chat.completions.create(model="tiny", messages=HI, max_tokens=6, temperature=0, stream=True, extra_body={"ignore_eos": True},
+                                                 stream_options={"include_usage": True, "continuous_usage_stats": True}))
+    counts = [c.usage.completion_tokens for c in chunks if c.choices and c.choices[0].delta.content]
+    assert counts == sorted(counts) and counts[-1] >= 5 and chunks[-1].usage.completion_tokens == 6, counts
+    assert httpx.get(tiny.url + "/v1/models/tiny").json()["id"] == "tiny" and httpx.get(tiny.url + "/v1/models/nope").status_code == 404
+    ids = httpx.post(tiny.url + "/tokenize", json=dict(model="tiny", prompt="The cat")).json()
+    assert ids["count"] == len(ids["tokens"]) == client.completions.create(model="tiny", prompt="The cat", max_tokens=1).usage.prompt_tokens
+    assert httpx.post(tiny.url + "/detokenize", json=dict(tokens=ids["tokens"][1:])).json()["prompt"] == "The cat"  # [0] is the BOS token
+    chat_ids = httpx.post(tiny.url + "/tokenize", json=dict(messages=HI)).json()
+    assert chat_ids["count"] == client.chat.completions.create(model="tiny", messages=HI, max_tokens=1).usage.prompt_tokens
+    assert httpx.post(tiny.url + "/tokenize", json=dict(prompt="x", messages=HI)).status_code == 400
+    assert httpx.post(tiny.url + "/detokenize", json=dict(tokens=[10**6])).status_code == 400
+
 # The openai SDK's create parameters: a value that asks for something, for each. Each is honoured (200) or refused with a 400 naming it.
 SAMPLES = dict(audio={"voice": "alloy", "format": "wav"}, frequency_penalty=0.5, function_call="auto", functions=[{"name": "f", "parameters": {"type": "object"}}],
                logit_bias={"5": 1}, logprobs=True, max_completion_tokens=3, max_tokens=3, metadata={"k": "v"}, modalities=["text", "audio"], n=2,
@@ -120,7 +142,7 @@ SKIP = {"model", "messages", "prompt", "stream", "extra_headers", "extra_query",
 NEEDS = dict(top_logprobs=dict(logprobs=True), tools=dict(tool_choice="required"), stream_options=dict(stream=True), tool_choice=dict(tools=[WEATHER]), parallel_tool_calls=dict(tools=[WEATHER], tool_choice="required"),
              best_of=dict(n=2))
 
-SAMPLING = {"frequency_penalty", "presence_penalty", "max_tokens", "n", "seed", "stop", "stream_options", "temperature", "top_p", "user", "logprobs"}
+SAMPLING = {"frequency_penalty", "presence_penalty", "max_tokens", "n", "seed", "stop", "stream_options", "temperature", "top_p", "user", "logprobs", "logit_bias"}
 HONOURED = dict(chat=SAMPLING | {"max_completion_tokens", "parallel_tool_calls", "response_format", "safety_identifier", "tool_choice", "tools", "top_logprobs"},
                 completions=SAMPLING | {"best_of", "echo"})
 

@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from ..core import Config, require
 from .protocol import (APIError, CompletionRequest, ChatCompletionRequest, CompletionResponse, CompletionChoice, ChatCompletionResponse,
     ChatChoice, ChatResponseMessage, ChatCompletionChunk, ChatChunkChoice, ChatDelta, Usage, ModelCard, ModelList, make_id, sse, check_fields,
-    CompletionLogprobs, ChatLogprobs, TokenLogprobEntry, TopLogprob, DeltaToolCall, DeltaFunctionCall)
+    CompletionLogprobs, ChatLogprobs, TokenizeRequest, TokenizeResponse, DetokenizeRequest, DetokenizeResponse, TokenLogprobEntry, TopLogprob, DeltaToolCall, DeltaFunctionCall)
 from .structured import request_constraint, tool_calls_of, resolve_parser, check_tool_choice
 from .engine.grammar import grammar_of
 from .metrics import ServerMetrics, CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -60,15 +60,19 @@ class Service:
         return want
     def chat_prompt_ids(self, req:ChatCompletionRequest)->list[int]:
         "The prompt: the messages (and the tools, unless tool_choice is none) through the model's chat template."
+        return self.template_ids(req.messages, req.tools if req.choice != "none" else None, req.add_generation_prompt)
+    def template_ids(self, messages:list, tools:list|None, add_generation_prompt:bool)->list[int]:
         if not getattr(self.tok, "chat_template", None): raise APIError(400, "this model has no chat template: use /v1/completions", "messages")
-        tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools and req.choice != "none" else None
-        try: text = self.tok.apply_chat_template([m.for_template() for m in req.messages], tools=tools, tokenize=False, add_generation_prompt=req.add_generation_prompt)
+        tools = [t.model_dump(exclude_none=True) for t in tools] if tools else None
+        try: text = self.tok.apply_chat_template([m.for_template() for m in messages], tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt)
         except Exception as e: raise APIError(400, f"the model's chat template refused these messages: {e}", "messages")  # e.g. roles that must alternate
         return self.tok(text, add_special_tokens=not (self.tok.bos_token and text.startswith(self.tok.bos_token))).input_ids
     def check_fields(self, req, state=None):
         "Refuse fields this server does not implement (400); log unknown ones once, as a warning."
         unknown = check_fields(req)
         if state is not None and (who := req.safety_identifier or req.user): state.user = who
+        if (bad := [t for t in (req.logit_bias or {}) if int(t) >= len(self.tok)]):
+            raise APIError(400, f"logit_bias: token id {bad[0]} is not in this model's vocabulary (0 … {len(self.tok) - 1})", "logit_bias")
         if unknown: log.warning("%s unknown field(s) ignored: %s", getattr(state, "request_id", "-"), ", ".join(unknown))
 
 
@@ -203,9 +207,9 @@ def chat_logprobs(tok, lps:list)->ChatLogprobs:
     return ChatLogprobs(content=[TokenLogprobEntry(**top(lp.token_id, lp.logprob).model_dump(), top_logprobs=[top(i, v) for i, v in lp.top]) for lp in lps])
 
 # %% ../../nbs/09_serve_app.ipynb #35ad512b
-async def _sse(svc:Service, state, streams:list, prompt:int, chunk, usage_chunk, include_usage:bool, first:list=()):
-    "SSE lines: `first`, then `chunk(i, out)` for each output with text, tokens or an end (unless it returns None), the usage chunk if asked, `[DONE]`; a failed output ends it with an error event."
-    finals = {}
+async def _sse(svc:Service, state, streams:list, prompt:int, chunk, usage_chunk, include_usage:bool, first:list=(), continuous:bool=False):
+    "SSE lines: `first`, then `chunk(i, out)` for each output with text, tokens or an end (unless it returns None; with `continuous`, with the usage so far), the usage chunk if asked, `[DONE]`; a failed output ends it with an error event."
+    finals, so_far = {}, {}
     for item in first: yield sse(item)
     async for i, out in merge(streams):
         if out.finished: finals[i] = out
@@ -213,7 +217,10 @@ async def _sse(svc:Service, state, streams:list, prompt:int, chunk, usage_chunk,
             count_tokens(svc, state, prompt, _usage(prompt, finals.values()).completion_tokens)
             if out.finish_reason == "abort" and state is not None: state.aborted = out.error
             yield sse(_failure(out).body()); yield sse("[DONE]"); return
-        if (out.text or out.finished or out.logprobs) and (c := chunk(i, out)) is not None: yield sse(c)
+        so_far[i] = out.completion_tokens
+        if (out.text or out.finished or out.logprobs) and (c := chunk(i, out)) is not None:
+            if continuous: c.usage = Usage(prompt_tokens=prompt, completion_tokens=sum(so_far.values()), total_tokens=prompt + sum(so_far.values()))
+            yield sse(c)
     usage = _usage(prompt, finals.values())
     count_tokens(svc, state, prompt, usage.completion_tokens)
     if include_usage: yield sse(usage_chunk(usage))
@@ -247,7 +254,7 @@ async def complete(svc:Service, req:CompletionRequest, state=None):
                                   logprobs=completion_logprobs(svc.tok, out.token_ids, out.logprobs, offsets[i]) if lps is not None and out.logprobs else None)
         offsets[i] += len(out.text)
         return response([choice])
-    return _sse(svc, state, streams, prompt, chunk, lambda usage: response([], usage), req.include_usage, first)
+    return _sse(svc, state, streams, prompt, chunk, lambda usage: response([], usage), req.include_usage, first, req.continuous_usage)
 
 # %% ../../nbs/09_serve_app.ipynb #8e28ff6b
 def _chat_choice(svc:Service, req:ChatCompletionRequest, i:int, w:_Whole, final:GenerationOutput)->ChatChoice:
@@ -271,7 +278,7 @@ async def chat(svc:Service, req:ChatCompletionRequest, state=None):
         finals, usage = await _respond_whole(svc, state, streams, prompt, parts)
         return ChatCompletionResponse(id=rid, model=req.model, usage=usage, choices=[_chat_choice(svc, req, i, w, f) for i, (w, f) in enumerate(zip(parts, finals))])
     first = [chunk([ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content=""))]) for i in range(len(gens))]
-    return _sse(svc, state, streams, prompt, _chat_deltas(svc, req, len(gens), chunk), lambda usage: chunk([], usage), req.include_usage, first)
+    return _sse(svc, state, streams, prompt, _chat_deltas(svc, req, len(gens), chunk), lambda usage: chunk([], usage), req.include_usage, first, req.continuous_usage)
 
 # %% ../../nbs/09_serve_app.ipynb #919cc4a0
 def _chat_deltas(svc:Service, req:ChatCompletionRequest, n:int, chunk):
@@ -297,7 +304,7 @@ def _chat_deltas(svc:Service, req:ChatCompletionRequest, n:int, chunk):
 
 # %% ../../nbs/09_serve_app.ipynb #f64a9eb6
 class _BodyTooLarge(Exception): pass
-ROUTES = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/openapi.json", "/docs", "/redoc"}
+ROUTES = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/models/{id}", "/tokenize", "/detokenize", "/health", "/metrics", "/openapi.json", "/docs", "/redoc"}
 
 class Guard:
     "ASGI middleware: API key, body size limit, per-request log line and metrics."
@@ -348,7 +355,7 @@ def _refuse_early(self:Guard, headers:dict, path:str):
 def _record(self:Guard, scope, rid:str, status:int, secs:float):
     "The request's metrics and its one log line (tokens, how it ended, latency); never the prompt."
     path, usage = scope["path"], scope["state"].get("usage") or (0, 0)
-    endpoint = path if path in ROUTES else "other"  # never a label per arbitrary URL: that would grow without bound
+    endpoint = path if path in ROUTES else "/v1/models/{id}" if path.startswith("/v1/models/") else "other"  # never a label per arbitrary URL: that would grow without bound
     self.svc.metrics.request(endpoint, status, secs)
     ended = f" aborted ({scope['state']['aborted']})" if scope["state"].get("aborted") else ""
     ended += f" user={json.dumps(scope['state']['user'])}" if scope["state"].get("user") else ""  # the client's end-user id (user, safety_identifier), quoted
@@ -416,7 +423,7 @@ def create_app(settings:ServerSettings=ServerSettings(), engine:Engine|None=None
         await svc.begin_shutdown()
     app = require("fastapi_offline", "serve").FastAPIOffline(title="llmft", version=require("llmft").__version__, lifespan=lifespan)  # /docs without a CDN
     app.state.service = svc
-    _add_error_handlers(app); _add_routes(app, svc)
+    _add_error_handlers(app); _add_routes(app, svc); _add_token_routes(app, svc)
     app.openapi = _openapi_without_422(app)
     return Guard(app, svc)
 
@@ -436,12 +443,30 @@ def _add_routes(app, svc:Service):
     @app.get("/v1/models", response_model=ModelList, responses=_responses(ModelList, codes=(401,)))
     async def models():
         return ModelList(data=[ModelCard(id=svc.model_id, root=svc.s.engine.model)] + [ModelCard(id=a, root=p, parent=svc.model_id) for a, p in engine.adapters.items()])
+    @app.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=_responses(ModelCard, codes=(401, 404)))
+    async def model(model_id:str):
+        svc.adapter_for(model_id)  # 404 unless served
+        return ModelCard(id=model_id, root=svc.s.engine.model) if model_id == svc.model_id else ModelCard(id=model_id, root=engine.adapters[model_id], parent=svc.model_id)
     @app.get("/health", responses={200: {"description": "serving", "content": {"application/json": {"schema": {"type": "object"}}}},
                                    503: {"description": "starting or stopping", "content": {"application/json": {"schema": {"type": "object"}}}}})
     async def health():
         h = engine.health(); return JSONResponse(h, status_code=200 if h.get("status") == "ok" else 503)
     @app.get("/metrics", response_class=PlainTextResponse, responses={200: {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics(): return PlainTextResponse(svc.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+# %% ../../nbs/09_serve_app.ipynb #7f591bac
+def _add_token_routes(app, svc:Service):
+    "vLLM's `/tokenize` and `/detokenize` (outside `/v1`, as vLLM has them)."
+    @app.post("/tokenize", response_model=TokenizeResponse, responses=_responses(TokenizeResponse, codes=(400, 404, 413)))
+    async def tokenize(req:TokenizeRequest):
+        if req.model is not None: svc.adapter_for(req.model)
+        ids = svc.tok(req.prompt, add_special_tokens=req.add_special_tokens).input_ids if req.prompt is not None else svc.template_ids(req.messages, req.tools, req.add_generation_prompt)
+        return TokenizeResponse(count=len(ids), max_model_len=svc.engine.max_model_len, tokens=ids, token_strs=svc.tok.convert_ids_to_tokens(ids) if req.return_token_strs else None)
+    @app.post("/detokenize", response_model=DetokenizeResponse, responses=_responses(DetokenizeResponse, codes=(400, 404, 413)))
+    async def detokenize(req:DetokenizeRequest):
+        if req.model is not None: svc.adapter_for(req.model)
+        if (bad := [t for t in req.tokens if not 0 <= t < len(svc.tok)]): raise APIError(400, f"token id {bad[0]} is not in this model's vocabulary (0 … {len(svc.tok) - 1})", "tokens")
+        return DetokenizeResponse(prompt=svc.tok.decode(req.tokens))
 
 # %% ../../nbs/09_serve_app.ipynb #fef72e13
 @patch

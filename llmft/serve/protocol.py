@@ -15,7 +15,7 @@ __all__ = ['MAX_N', 'MAX_LOGPROBS', 'UNSUPPORTED', 'ErrorInfo', 'ErrorResponse',
            'make_id', 'CompletionLogprobs', 'CompletionChoice', 'CompletionResponse', 'ChatResponseMessage',
            'TopLogprob', 'TokenLogprobEntry', 'ChatLogprobs', 'ChatChoice', 'ChatCompletionResponse',
            'DeltaFunctionCall', 'DeltaToolCall', 'ChatDelta', 'ChatChunkChoice', 'ChatCompletionChunk', 'ModelCard',
-           'ModelList', 'sse']
+           'ModelList', 'sse', 'TokenizeRequest', 'TokenizeResponse', 'DetokenizeRequest', 'DetokenizeResponse']
 
 # %% ../../nbs/07_serve_protocol.ipynb #c4603b1d
 class ErrorInfo(BaseModel):
@@ -98,6 +98,17 @@ class NamedToolChoice(BaseModel):
     type: Literal["function"] = "function"
     function: FunctionName
 
+# %% ../../nbs/07_serve_protocol.ipynb #cb43aadd
+def _sampling_checks(r):
+    "What the sampling fields' types can't say: best_of, stream_options, logit_bias."
+    if r.best_of is not None and r.best_of != r.n: raise ValueError(f"best_of={r.best_of} != n={r.n} is not supported")
+    if r.stream_options is not None and not r.stream: raise ValueError("stream_options is only allowed with stream=true")
+    if (odd := set(r.stream_options or {}) - {"include_usage", "continuous_usage_stats"}):
+        raise ValueError(f"stream_options: {sorted(odd)} not supported (include_usage and continuous_usage_stats are)")
+    for t, b in (r.logit_bias or {}).items():
+        if not t.isdigit() or not -100 <= b <= 100: raise ValueError(f"logit_bias: {t!r}: {b}: it maps a token id to a bias in [-100, 100]")
+    return r
+
 # %% ../../nbs/07_serve_protocol.ipynb #53243ac2
 class SamplingFields(BaseModel):
     "Sampling parameters of the OpenAI API plus vLLM's extras."
@@ -123,6 +134,8 @@ class SamplingFields(BaseModel):
     ignore_eos: bool = False
     stop_token_ids: list[int] = []
     skip_special_tokens: bool = True
+    include_stop_str_in_output: bool = False
+    logit_bias: dict[str, float]|None = None  # token id (as text) -> bias in [-100, 100]
     response_format: ResponseFormat|None = None  # structured output (OpenAI's)
     structured_outputs: StructuredOutputs|None = None  # structured output (vLLM's)
     @field_validator("stop")
@@ -131,13 +144,11 @@ class SamplingFields(BaseModel):
         v = [v] if isinstance(v, str) else v
         if v is not None and (len(v) > 4 or any(not s for s in v)): raise ValueError("stop takes at most 4 non-empty strings")
         return v
-    @model_validator(mode="after")
-    def _best_of(self):
-        if self.best_of is not None and self.best_of != self.n: raise ValueError(f"best_of={self.best_of} != n={self.n} is not supported")
-        if self.stream_options is not None and not self.stream: raise ValueError("stream_options is only allowed with stream=true")
-        return self
+    _checks = model_validator(mode="after")(lambda self: _sampling_checks(self))
     @property
     def include_usage(self)->bool: return bool(self.stream_options and self.stream_options.get("include_usage"))
+    @property
+    def continuous_usage(self)->bool: return self.include_usage and bool(self.stream_options.get("continuous_usage_stats"))
 
 # %% ../../nbs/07_serve_protocol.ipynb #feb55f90
 class CompletionRequest(SamplingFields):
@@ -218,7 +229,7 @@ def _asks_nothing(*noop)->Callable:
     "A check that a field is absent, null, or one of the values `noop` that ask for the default behaviour."
     return lambda v: v is None or any(v == x and type(v) is type(x) for x in noop)
 
-_BOTH = dict(logit_bias=_asks_nothing({}), include_stop_str_in_output=_asks_nothing(False), bad_words=_asks_nothing([]),
+_BOTH = dict(bad_words=_asks_nothing([]),
              guided_json=_asks_nothing(), guided_regex=_asks_nothing(),
              guided_choice=_asks_nothing(), guided_grammar=_asks_nothing(), prompt_logprobs=_asks_nothing(), allowed_token_ids=_asks_nothing(),
              truncate_prompt_tokens=_asks_nothing(), use_beam_search=_asks_nothing(False), length_penalty=_asks_nothing(1.0, 1), priority=_asks_nothing(0),
@@ -363,3 +374,32 @@ def sse(payload:BaseModel|dict|str)->str:
     if isinstance(payload, BaseModel): payload = payload.model_dump_json(exclude_none=False)
     elif isinstance(payload, dict): payload = json.dumps(payload)
     return f"data: {payload}\n\n"
+
+# %% ../../nbs/07_serve_protocol.ipynb #5c84646f
+class TokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str|None = None
+    prompt: str|None = None
+    messages: list[ChatMessage]|None = None
+    tools: list[Tool]|None = None
+    add_generation_prompt: bool = True
+    add_special_tokens: bool = True   # for `prompt`; messages are tokenized as a chat request's prompt is
+    return_token_strs: bool = False
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.prompt is None) == (self.messages is None): raise ValueError("give either prompt or messages")
+        return self
+
+class TokenizeResponse(BaseModel):
+    count: int
+    max_model_len: int
+    tokens: list[int]
+    token_strs: list[str]|None = None
+
+class DetokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str|None = None
+    tokens: list[int]
+
+class DetokenizeResponse(BaseModel):
+    prompt: str

@@ -43,13 +43,16 @@ class SamplingParams:
     constraint: Constraint|None = None  # decoding constrained to match it (structured output)
     logprobs: int|None = None         # each generated token's log-probability, with this many most likely alternatives (0: none)
     prompt_logprobs: int|None = None  # the same for each prompt token after the first
+    logit_bias: dict[int, float] = field(default_factory=dict)  # added to these tokens' logits before sampling
+    include_stop_str_in_output: bool = False  # a stop string that ended the text stays in it
     @classmethod
     def from_request(cls, r:SamplingFields, max_tokens:int, **kw)->SamplingParams:
         "Sampling parameters of an API request (max_tokens, and the fields `kw` the request has in its own way, resolved by the caller)."
         return cls(max_tokens=max_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, min_p=r.min_p, min_tokens=r.min_tokens,
                    repetition_penalty=r.repetition_penalty, presence_penalty=r.presence_penalty, frequency_penalty=r.frequency_penalty,
                    stop=list(r.stop or []), stop_token_ids=list(r.stop_token_ids), ignore_eos=r.ignore_eos, seed=r.seed,
-                   skip_special_tokens=r.skip_special_tokens, **kw)
+                   skip_special_tokens=r.skip_special_tokens,
+                   logit_bias={int(t): b for t, b in (r.logit_bias or {}).items()}, include_stop_str_in_output=r.include_stop_str_in_output, **kw)
 
 # %% ../../../nbs/08a_engine_interface.ipynb #951c6a85
 @dataclass

@@ -266,7 +266,7 @@ def _advance(self:TransformersEngine, seqs:list, logits):
         piece, s.prefix, s.read = incremental_text(self.tokenizer, s.generated[:-1] if stop_token else s.generated, s.prefix, s.read,
                                                    p.skip_special_tokens, final=reason is not None)
         s.text += piece
-        visible, hit = visible_text(s.text, p.stop, final=reason is not None)
+        visible, hit = visible_text(s.text, p.stop, final=reason is not None, include_stop=p.include_stop_str_in_output)
         if hit: reason = "stop"
         delta = visible[len(s.sent):] if visible.startswith(s.sent) else ""
         s.sent += delta

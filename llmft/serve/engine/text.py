@@ -9,10 +9,12 @@ from __future__ import annotations
 __all__ = ['visible_text', 'incremental_text']
 
 # %% ../../../nbs/08c_engine_text.ipynb #e3db1efe
-def visible_text(text:str, stops:list[str], final:bool)->tuple[str, bool]:
-    "The part of `text` that can be sent now, and whether a stop string was hit."
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-    if cut >= 0: return text[:cut], True
+def visible_text(text:str, stops:list[str], final:bool, include_stop:bool=False)->tuple[str, bool]:
+    "The part of `text` that can be sent now (through the first stop string hit, with `include_stop`), and whether a stop string was hit."
+    hits = [(i, s) for s in stops if (i := text.find(s)) >= 0]
+    if hits:
+        cut, stop = min(hits)
+        return text[:cut + (len(stop) if include_stop else 0)], True
     if final: return text, False
     if text.endswith("\ufffd"): text = text[:-1]
     hold = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
