@@ -130,6 +130,28 @@ def test_logit_bias_stop_strings_usage_and_token_routes(client, tiny):
     assert httpx.post(tiny.url + "/tokenize", json=dict(prompt="x", messages=HI)).status_code == 400
     assert httpx.post(tiny.url + "/detokenize", json=dict(tokens=[10**6])).status_code == 400
 
+def test_metrics_dashboards_read(client, tiny):
+    "TTFT, inter-token latency, end-to-end latency and queue time as histograms and tokens as counters, per model; probes and scrapes not timed."
+    from prometheus_client.parser import text_string_to_metric_families
+    def families():
+        return {f.name: f for f in text_string_to_metric_families(httpx.get(tiny.url + "/metrics").text)}
+    def value(fams, fam, name, **labels):
+        return sum(s.value for s in fams[fam].samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+    before = families()
+    client.completions.create(model="tiny", prompt="The", max_tokens=5, temperature=0, extra_body={"ignore_eos": True})
+    list(client.chat.completions.create(model="tiny", messages=HI, max_tokens=4, temperature=0, stream=True, extra_body={"ignore_eos": True}))
+    for _ in range(5): httpx.get(tiny.url + "/health")
+    after = families()
+    grew = lambda n, **kw: value(after, n, n + "_count", **kw) - value(before, n, n + "_count", **kw)
+    assert {n: after[n].type for n in ("llmft_time_to_first_token_seconds", "llmft_inter_token_latency_seconds", "llmft_e2e_request_latency_seconds",
+                                        "llmft_request_queue_time_seconds")} == dict.fromkeys(("llmft_time_to_first_token_seconds", "llmft_inter_token_latency_seconds",
+                                                                                               "llmft_e2e_request_latency_seconds", "llmft_request_queue_time_seconds"), "histogram")
+    assert grew("llmft_time_to_first_token_seconds", model="tiny") == 2 and grew("llmft_e2e_request_latency_seconds", model="tiny") == 2
+    assert grew("llmft_inter_token_latency_seconds", model="tiny") == 4 + 3  # the tokens after each first one
+    assert grew("llmft_request_queue_time_seconds", model="tiny") == 2
+    assert value(after, "llmft_completion_tokens", "llmft_completion_tokens_total", model="tiny") - value(before, "llmft_completion_tokens", "llmft_completion_tokens_total", model="tiny") == 9
+    assert grew("llmft_request_seconds") == 2  # the two generations, not the five probes (nor the scrape)
+
 # The openai SDK's create parameters: a value that asks for something, for each. Each is honoured (200) or refused with a 400 naming it.
 SAMPLES = dict(audio={"voice": "alloy", "format": "wav"}, frequency_penalty=0.5, function_call="auto", functions=[{"name": "f", "parameters": {"type": "object"}}],
                logit_bias={"5": 1}, logprobs=True, max_completion_tokens=3, max_tokens=3, metadata={"k": "v"}, modalities=["text", "audio"], n=2,

@@ -18,7 +18,7 @@ from .protocol import (APIError, CompletionRequest, ChatCompletionRequest, Compl
     CompletionLogprobs, ChatLogprobs, TokenizeRequest, TokenizeResponse, DetokenizeRequest, DetokenizeResponse, TokenLogprobEntry, TopLogprob, DeltaToolCall, DeltaFunctionCall)
 from .structured import request_constraint, tool_calls_of, resolve_parser, check_tool_choice
 from .engine.grammar import grammar_of
-from .metrics import ServerMetrics, CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import ServerMetrics, StreamTimer, CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .engine import Engine, EngineSettings, GenerationRequest, GenerationOutput, SamplingParams, make_engine
 
 # %% ../../nbs/09_serve_app.ipynb #d3c577e7
@@ -149,9 +149,9 @@ def _requests(svc:Service, req, prompt_ids:list[list[int]], max_tokens:list[int]
             out.append(GenerationRequest(f"{rid}-{i}-{j}", ids, p, adapter))
     return out
 
-def count_tokens(svc:Service, state, prompt:int, completion:int):
-    "Add a request's tokens to the metrics and to its `state` (`request.state`), from which its log line reads them."
-    svc.metrics.tokens(prompt, completion)
+def count_tokens(svc:Service, state, prompt:int, completion:int, timer:StreamTimer|None=None):
+    "Add a request's tokens to the metrics (under its timer's model) and to its `state` (`request.state`), from which its log line reads them."
+    svc.metrics.tokens(prompt, completion, timer.model if timer else "")
     if state is not None: state.usage = (prompt, completion)
 
 def _usage(prompt:int, finals)->Usage:
@@ -174,20 +174,21 @@ class _Whole:
         self.text += out.text; self.token_ids += out.token_ids; self.logprobs += out.logprobs or []
         if out.prompt_logprobs is not None: self.prompt_logprobs = out.prompt_logprobs
 
-async def _collect(streams:list, parts:list[_Whole])->list:
-    "Run the streams to their ends, adding each one's outputs to `parts[i]`; returns their last outputs; a failed output raises."
+async def _collect(streams:list, parts:list[_Whole], timer:StreamTimer|None=None)->list:
+    "Run the streams to their ends, adding each one's outputs to `parts[i]` (and timing them); returns their last outputs; a failed output raises."
     finals = [None] * len(streams)
     async for i, out in merge(streams):
         if out.error: raise _failure(out)
+        if timer: timer.see(i, out)
         parts[i].add(out)
         if out.finished: finals[i] = out
     return finals
 
-async def _respond_whole(svc:Service, state, streams:list, prompt:int, parts:list[_Whole])->tuple[list, Usage]:
+async def _respond_whole(svc:Service, state, streams:list, prompt:int, parts:list[_Whole], timer:StreamTimer|None=None)->tuple[list, Usage]:
     "What a response that is not streamed needs: each stream's outputs (added to `parts`) and last output, and the usage, counted."
-    finals = await _collect(streams, parts)
+    finals = await _collect(streams, parts, timer)
     usage = _usage(prompt, finals)
-    count_tokens(svc, state, prompt, usage.completion_tokens)
+    count_tokens(svc, state, prompt, usage.completion_tokens, timer)
     return finals, usage
 
 # %% ../../nbs/09_serve_app.ipynb #0ae3ff96
@@ -207,22 +208,24 @@ def chat_logprobs(tok, lps:list)->ChatLogprobs:
     return ChatLogprobs(content=[TokenLogprobEntry(**top(lp.token_id, lp.logprob).model_dump(), top_logprobs=[top(i, v) for i, v in lp.top]) for lp in lps])
 
 # %% ../../nbs/09_serve_app.ipynb #35ad512b
-async def _sse(svc:Service, state, streams:list, prompt:int, chunk, usage_chunk, include_usage:bool, first:list=(), continuous:bool=False):
+async def _sse(svc:Service, state, streams:list, prompt:int, chunk, usage_chunk, include_usage:bool, first:list=(), continuous:bool=False,
+               timer:StreamTimer|None=None):
     "SSE lines: `first`, then `chunk(i, out)` for each output with text, tokens or an end (unless it returns None; with `continuous`, with the usage so far), the usage chunk if asked, `[DONE]`; a failed output ends it with an error event."
     finals, so_far = {}, {}
     for item in first: yield sse(item)
     async for i, out in merge(streams):
         if out.finished: finals[i] = out
         if out.error:
-            count_tokens(svc, state, prompt, _usage(prompt, finals.values()).completion_tokens)
+            count_tokens(svc, state, prompt, _usage(prompt, finals.values()).completion_tokens, timer)
             if out.finish_reason == "abort" and state is not None: state.aborted = out.error
             yield sse(_failure(out).body()); yield sse("[DONE]"); return
         so_far[i] = out.completion_tokens
+        if timer: timer.see(i, out)
         if (out.text or out.finished or out.logprobs) and (c := chunk(i, out)) is not None:
             if continuous: c.usage = Usage(prompt_tokens=prompt, completion_tokens=sum(so_far.values()), total_tokens=prompt + sum(so_far.values()))
             yield sse(c)
     usage = _usage(prompt, finals.values())
-    count_tokens(svc, state, prompt, usage.completion_tokens)
+    count_tokens(svc, state, prompt, usage.completion_tokens, timer)
     if include_usage: yield sse(usage_chunk(usage))
     yield sse("[DONE]")
 
@@ -237,11 +240,12 @@ async def complete(svc:Service, req:CompletionRequest, state=None):
     rid, lps = make_id("cmpl"), req.logprobs
     gens = _requests(svc, req, prompt_ids, limits, adapter, rid, constraint=svc.constraint(req), logprobs=lps, prompt_logprobs=lps if req.echo else None)
     streams, prompt = svc.submit(gens), sum(len(ids) for ids in prompt_ids)  # each prompt once, whatever n is
+    timer = StreamTimer(svc.metrics, req.model, getattr(state, "arrived", None))
     echo = lambda i: (p if isinstance(p := req.prompts[i // req.n], str) else svc.tok.decode(p)) if req.echo else ""
     response = lambda choices, usage=None: CompletionResponse(id=rid, model=req.model, choices=choices, usage=usage)
     if not req.stream:
         parts = [_Whole(echo(i)) for i in range(len(gens))]
-        finals, usage = await _respond_whole(svc, state, streams, prompt, parts)
+        finals, usage = await _respond_whole(svc, state, streams, prompt, parts, timer)
         def logprobs(i, w):
             if lps is None: return None
             ids, given = prompt_ids[i // req.n] if req.echo else [], (w.prompt_logprobs or []) if req.echo else []
@@ -254,7 +258,7 @@ async def complete(svc:Service, req:CompletionRequest, state=None):
                                   logprobs=completion_logprobs(svc.tok, out.token_ids, out.logprobs, offsets[i]) if lps is not None and out.logprobs else None)
         offsets[i] += len(out.text)
         return response([choice])
-    return _sse(svc, state, streams, prompt, chunk, lambda usage: response([], usage), req.include_usage, first, req.continuous_usage)
+    return _sse(svc, state, streams, prompt, chunk, lambda usage: response([], usage), req.include_usage, first, req.continuous_usage, timer)
 
 # %% ../../nbs/09_serve_app.ipynb #8e28ff6b
 def _chat_choice(svc:Service, req:ChatCompletionRequest, i:int, w:_Whole, final:GenerationOutput)->ChatChoice:
@@ -272,13 +276,14 @@ async def chat(svc:Service, req:ChatCompletionRequest, state=None):
     rid, logprobs = make_id("chatcmpl"), (req.top_logprobs or 0) if req.logprobs else None
     gens = _requests(svc, req, [ids], [svc.max_tokens(len(ids), req.limit, None)], adapter, rid, constraint=svc.constraint(req), logprobs=logprobs)
     streams, prompt = svc.submit(gens), len(ids)  # the prompt once, whatever n is
+    timer = StreamTimer(svc.metrics, req.model, getattr(state, "arrived", None))
     chunk = lambda choices, usage=None: ChatCompletionChunk(id=rid, model=req.model, choices=choices, usage=usage)
     if not req.stream:
         parts = [_Whole() for _ in gens]
-        finals, usage = await _respond_whole(svc, state, streams, prompt, parts)
+        finals, usage = await _respond_whole(svc, state, streams, prompt, parts, timer)
         return ChatCompletionResponse(id=rid, model=req.model, usage=usage, choices=[_chat_choice(svc, req, i, w, f) for i, (w, f) in enumerate(zip(parts, finals))])
     first = [chunk([ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content=""))]) for i in range(len(gens))]
-    return _sse(svc, state, streams, prompt, _chat_deltas(svc, req, len(gens), chunk), lambda usage: chunk([], usage), req.include_usage, first, req.continuous_usage)
+    return _sse(svc, state, streams, prompt, _chat_deltas(svc, req, len(gens), chunk), lambda usage: chunk([], usage), req.include_usage, first, req.continuous_usage, timer)
 
 # %% ../../nbs/09_serve_app.ipynb #919cc4a0
 def _chat_deltas(svc:Service, req:ChatCompletionRequest, n:int, chunk):
@@ -314,6 +319,7 @@ class Guard:
         s, t0, rid, sent = self.svc.s, time.time(), uuid.uuid4().hex[:12], {}
         headers, path = dict(scope["headers"]), scope["path"]
         scope.setdefault("state", {})["request_id"] = rid
+        scope["state"]["arrived"] = time.monotonic()  # where the time to first token and the end-to-end latency count from
         too_large = APIError(413, f"request body exceeds the limit of {s.max_body_bytes} bytes")
         async def send_tracked(msg):
             if sent.get("overflow"):  # the body overflowed while the app read it: answer 413, drop the app's own reply

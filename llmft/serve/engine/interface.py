@@ -82,6 +82,7 @@ class GenerationOutput:
     error: str|None = None
     logprobs: list[TokenLogprob]|None = None         # one per token of `token_ids`, when the request asked
     prompt_logprobs: list[TokenLogprob|None]|None = None  # on the first output, when asked: one per prompt token (None for the first)
+    queued_s: float|None = None       # on the first output: seconds the request waited for a slot
 
 # %% ../../../nbs/08a_engine_interface.ipynb #0805c604
 class Engine(ABC):

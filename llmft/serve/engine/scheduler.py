@@ -37,6 +37,7 @@ class _Sequence:
     prefix: int = 0       # generated[prefix:read]: the tokens decoded again as context for the next ones
     read: int = 0
     arrived: float = field(default_factory=time.monotonic)
+    admitted: float = 0.0  # when it left the queue
     matcher: object = None   # the constraint's llguidance matcher, following the generated tokens
     prompt_lps: list|None = None  # the prompt's log-probabilities, sent with the first output
     @property
@@ -182,6 +183,7 @@ def _admit(self:TransformersEngine):
             new.append(self.waiting.popleft())
     if not new: return
     self.running.extend(new)  # before any pass: if one fails, `_fail_all` ends these requests too
+    for s in new: s.admitted = time.monotonic()
     for s in new:
         if s.params.prompt_logprobs is not None: s.prompt_lps = self._prompt_logprobs(s)
     if not (new := self._score_only(new)): return
@@ -212,7 +214,8 @@ def _score_only(self:TransformersEngine, new:list)->list:
     "End the requests among `new` (the last of `running`) that ask for no tokens (`max_tokens=0`) with their prompt's log-probabilities; the others."
     done = [s for s in new if s.params.max_tokens == 0]
     if done: self.running[:] = [s for s in self.running if s not in done]  # the newest, at the end: no slot moves
-    _deliver([(s, GenerationOutput(s.req.request_id, finished=True, finish_reason="length", prompt_tokens=len(s.req.prompt_ids), prompt_logprobs=s.prompt_lps))
+    _deliver([(s, GenerationOutput(s.req.request_id, finished=True, finish_reason="length", prompt_tokens=len(s.req.prompt_ids), prompt_logprobs=s.prompt_lps,
+                                            queued_s=s.admitted - s.arrived))
               for s in done])
     return [s for s in new if s.params.max_tokens != 0]
 
@@ -271,7 +274,8 @@ def _advance(self:TransformersEngine, seqs:list, logits):
         delta = visible[len(s.sent):] if visible.startswith(s.sent) else ""
         s.sent += delta
         outputs.append((s, GenerationOutput(s.req.request_id, delta, [tok], reason is not None, reason, len(s.req.prompt_ids), len(s.generated),
-                                            logprobs=None if lp is None else [lp], prompt_logprobs=s.prompt_lps)))
+                                            logprobs=None if lp is None else [lp], prompt_logprobs=s.prompt_lps,
+                                            queued_s=s.admitted - s.arrived if len(s.generated) == 1 else None)))
         s.prompt_lps = None
     self._release([s for (s, out) in outputs if out.finished])
     _deliver(outputs)

@@ -140,9 +140,11 @@ async def _generate(self:VLLMEngine, r:GenerationRequest):
             reason = ("length" if p.max_tokens == 0 else c.finish_reason) if done else None
             ids = [] if p.max_tokens == 0 else list(c.token_ids[sent_ids:])
             prompt_lps = _logprobs(r.prompt_ids, out.prompt_logprobs, p.prompt_logprobs) if first else None
+            m = out.metrics if first else None  # vLLM's engine-core timestamps: queued, then scheduled
             yield GenerationOutput(r.request_id, "" if p.max_tokens == 0 else c.text[len(sent_text):], ids, done, reason, len(r.prompt_ids), len(c.token_ids) if p.max_tokens else 0,
                                    error=self._reasons.pop(r.request_id, None) if reason == "abort" else None,
-                                   logprobs=_logprobs(ids, (c.logprobs or [])[sent_ids:], p.logprobs) if ids else None, prompt_logprobs=prompt_lps)
+                                   logprobs=_logprobs(ids, (c.logprobs or [])[sent_ids:], p.logprobs) if ids else None, prompt_logprobs=prompt_lps,
+                                   queued_s=m.scheduled_ts - m.queued_ts if m is not None and getattr(m, "scheduled_ts", 0) else None)
             sent_text, sent_ids, first = c.text, len(c.token_ids), False
             if p.max_tokens == 0: await self.llm.abort(r.request_id); break  # only the prompt was asked for
     except Exception as e:  # the engine failed mid-request: stop it there and send an error event, not a broken stream
