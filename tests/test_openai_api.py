@@ -234,3 +234,47 @@ def test_lm_eval_local_completions_scores_like_its_hf_backend(smollm2, tmp_path)
     served = _lm_eval(tmp_path, "served", "local-completions", f"model=smollm2,base_url={smollm2.url}/v1/completions,tokenizer={path},num_concurrent=1,max_retries=1,tokenized_requests=True")
     local = _lm_eval(tmp_path, "hf", "hf", f"pretrained={path}", "--device", "cpu")
     assert served == local and 0 < served < 1, (served, local)  # 0.65 when measured; neither all right nor all wrong, so the scores mean something
+
+def _random_adapter(folder, seed):
+    "A LoRA adapter for tiny with random (non-zero) weights: it changes what tiny generates."
+    import peft, torch
+    from transformers import AutoModelForCausalLM
+    from llmft.base import resolve_model
+    torch.manual_seed(seed)
+    model = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(resolve_model("tiny")), peft.LoraConfig(r=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model.save_pretrained(folder)
+    return str(folder)
+
+def test_adapters_load_and_unload_while_serving(tiny, tmp_path):
+    "vLLM's runtime LoRA routes: off unless allowed, behind the API key, linted, listed at once; unloading lets a request in flight finish."
+    off = httpx.post(tiny.url + "/v1/load_lora_adapter", json=dict(lora_name="x", lora_path=str(tmp_path)))
+    assert off.status_code == 404 and "--allow-runtime-lora true" in off.json()["error"]["message"]
+    s = Server("--model", "tiny", "--allow-runtime-lora", "true", env={"LLMFT_API_KEY": "k"})
+    try:
+        auth = {"Authorization": "Bearer k"}
+        api = OpenAI(base_url=s.url + "/v1", api_key="k", max_retries=0)
+        post = lambda path, **body: httpx.post(s.url + path, json=body, headers=auth, timeout=120)
+        assert httpx.post(s.url + "/v1/load_lora_adapter", json=dict(lora_name="rt", lora_path="x")).status_code == 401
+        bad = post("/v1/load_lora_adapter", lora_name="rt", lora_path=str(tmp_path))
+        assert bad.status_code == 400 and "adapter_config.json" in bad.json()["error"]["message"]
+        folder = _random_adapter(tmp_path/"rt", 0)
+        r = post("/v1/load_lora_adapter", lora_name="rt", lora_path=folder)
+        assert r.status_code == 200 and "added" in r.text
+        assert [m.id for m in api.models.list().data] == ["tiny", "rt"]
+        assert post("/v1/load_lora_adapter", lora_name="rt", lora_path=folder).status_code == 400  # the name is taken
+        greedy = lambda model, n=8: api.completions.create(model=model, prompt="The", max_tokens=n, temperature=0, extra_body={"ignore_eos": True})
+        assert greedy("rt").choices[0].text != greedy("tiny").choices[0].text
+        with httpx.stream("POST", s.url + "/v1/completions", headers=auth, timeout=120,
+                          json=dict(model="rt", prompt="The", max_tokens=150, temperature=0, ignore_eos=True, stream=True, stream_options={"include_usage": True})) as live:
+            lines = live.iter_lines(); next(l for l in lines if l.startswith("data: {"))
+            assert post("/v1/unload_lora_adapter", lora_name="rt").status_code == 200
+            assert post("/v1/completions", model="rt", prompt="The", max_tokens=2).status_code == 404  # unlisted at once
+            rest = [json.loads(l[6:]) for l in lines if l.startswith("data: {")]
+        assert rest[-1]["usage"]["completion_tokens"] == 150  # the request in flight finished on its adapter
+        assert [m.id for m in api.models.list().data] == ["tiny"]
+        assert post("/v1/unload_lora_adapter", lora_name="rt").status_code == 404
+        for _ in range(50):  # once its request is done, its weights go and the name can be loaded again
+            if (again := post("/v1/load_lora_adapter", lora_name="rt", lora_path=_random_adapter(tmp_path/"rt2", 1))).status_code == 200: break
+            import time; time.sleep(0.2)
+        assert again.status_code == 200 and greedy("rt").choices[0].text != greedy("tiny").choices[0].text
+    finally: s.stop()

@@ -15,7 +15,8 @@ from fastcore.basics import patch
 from ..core import Config, require
 from .protocol import (APIError, CompletionRequest, ChatCompletionRequest, CompletionResponse, CompletionChoice, ChatCompletionResponse,
     ChatChoice, ChatResponseMessage, ChatCompletionChunk, ChatChunkChoice, ChatDelta, Usage, ModelCard, ModelList, make_id, sse, check_fields,
-    CompletionLogprobs, ChatLogprobs, TokenizeRequest, TokenizeResponse, DetokenizeRequest, DetokenizeResponse, TokenLogprobEntry, TopLogprob, DeltaToolCall, DeltaFunctionCall)
+    CompletionLogprobs, ChatLogprobs, TokenizeRequest, TokenizeResponse, DetokenizeRequest, DetokenizeResponse,
+    LoadLoRAAdapterRequest, UnloadLoRAAdapterRequest, TokenLogprobEntry, TopLogprob, DeltaToolCall, DeltaFunctionCall)
 from .structured import request_constraint, tool_calls_of, resolve_parser, check_tool_choice
 from .engine.grammar import grammar_of
 from .metrics import ServerMetrics, StreamTimer, CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -309,7 +310,7 @@ def _chat_deltas(svc:Service, req:ChatCompletionRequest, n:int, chunk):
 
 # %% ../../nbs/09_serve_app.ipynb #f64a9eb6
 class _BodyTooLarge(Exception): pass
-ROUTES = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/models/{id}", "/tokenize", "/detokenize", "/health", "/metrics", "/openapi.json", "/docs", "/redoc"}
+ROUTES = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/models/{id}", "/tokenize", "/detokenize", "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics", "/openapi.json", "/docs", "/redoc"}
 
 class Guard:
     "ASGI middleware: API key, body size limit, per-request log line and metrics."
@@ -429,7 +430,7 @@ def create_app(settings:ServerSettings=ServerSettings(), engine:Engine|None=None
         await svc.begin_shutdown()
     app = require("fastapi_offline", "serve").FastAPIOffline(title="llmft", version=require("llmft").__version__, lifespan=lifespan)  # /docs without a CDN
     app.state.service = svc
-    _add_error_handlers(app); _add_routes(app, svc); _add_token_routes(app, svc)
+    _add_error_handlers(app); _add_routes(app, svc); _add_token_routes(app, svc); _add_adapter_routes(app, svc)
     app.openapi = _openapi_without_422(app)
     return Guard(app, svc)
 
@@ -473,6 +474,27 @@ def _add_token_routes(app, svc:Service):
         if req.model is not None: svc.adapter_for(req.model)
         if (bad := [t for t in req.tokens if not 0 <= t < len(svc.tok)]): raise APIError(400, f"token id {bad[0]} is not in this model's vocabulary (0 … {len(svc.tok) - 1})", "tokens")
         return DetokenizeResponse(prompt=svc.tok.decode(req.tokens))
+
+# %% ../../nbs/09_serve_app.ipynb #b18b1d2b
+def _add_adapter_routes(app, svc:Service):
+    "`POST /v1/load_lora_adapter` and `/v1/unload_lora_adapter`."
+    from fastapi.responses import PlainTextResponse
+    def allowed():
+        if not svc.s.engine.allow_runtime_lora: raise APIError(404, "loading adapters while serving is off: start llmft serve with --allow-runtime-lora true")
+    ok = {200: {"description": "done", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+    @app.post("/v1/load_lora_adapter", response_class=PlainTextResponse, responses=_responses(None, codes=(400, 401, 404, 413)) | ok)
+    async def load_lora_adapter(req:LoadLoRAAdapterRequest):
+        allowed()
+        if req.lora_name == svc.model_id: raise APIError(400, f"{req.lora_name!r} is the base model's name", "lora_name")
+        await svc.engine.add_adapter(req.lora_name, req.lora_path)
+        log.info("adapter %r loaded from %s", req.lora_name, req.lora_path)
+        return PlainTextResponse(f"Success: LoRA adapter '{req.lora_name}' added successfully.")
+    @app.post("/v1/unload_lora_adapter", response_class=PlainTextResponse, responses=_responses(None, codes=(400, 401, 404, 413)) | ok)
+    async def unload_lora_adapter(req:UnloadLoRAAdapterRequest):
+        allowed()
+        await svc.engine.remove_adapter(req.lora_name)
+        log.info("adapter %r unloaded (its running requests finish first)", req.lora_name)
+        return PlainTextResponse(f"Success: LoRA adapter '{req.lora_name}' removed successfully.")
 
 # %% ../../nbs/09_serve_app.ipynb #fef72e13
 @patch

@@ -15,7 +15,8 @@ __all__ = ['MAX_N', 'MAX_LOGPROBS', 'UNSUPPORTED', 'ErrorInfo', 'ErrorResponse',
            'make_id', 'CompletionLogprobs', 'CompletionChoice', 'CompletionResponse', 'ChatResponseMessage',
            'TopLogprob', 'TokenLogprobEntry', 'ChatLogprobs', 'ChatChoice', 'ChatCompletionResponse',
            'DeltaFunctionCall', 'DeltaToolCall', 'ChatDelta', 'ChatChunkChoice', 'ChatCompletionChunk', 'ModelCard',
-           'ModelList', 'sse', 'TokenizeRequest', 'TokenizeResponse', 'DetokenizeRequest', 'DetokenizeResponse']
+           'ModelList', 'sse', 'TokenizeRequest', 'TokenizeResponse', 'DetokenizeRequest', 'DetokenizeResponse',
+           'LoadLoRAAdapterRequest', 'UnloadLoRAAdapterRequest']
 
 # %% ../../nbs/07_serve_protocol.ipynb #c4603b1d
 class ErrorInfo(BaseModel):
@@ -403,3 +404,14 @@ class DetokenizeRequest(BaseModel):
 
 class DetokenizeResponse(BaseModel):
     prompt: str
+
+# %% ../../nbs/07_serve_protocol.ipynb #b7476f0a
+class LoadLoRAAdapterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lora_name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    lora_path: str = Field(min_length=1)
+
+class UnloadLoRAAdapterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lora_name: str
+    lora_int_id: int|None = None      # vLLM's; accepted, the name decides

@@ -124,7 +124,7 @@ def compile_decision(s:EngineSettings, model, device, dtype)->tuple[bool, str]:
     "Whether an engine with settings `s` runs its passes through a compiled `SlotForward`, and what `health()` says about it."
     torch = require("torch")
     if s.cpu_compile is False: return False, "off"
-    problem = "not on a CPU" if device.type != "cpu" else "serving adapters" if s.adapters else slot_forward_problem(model)
+    problem = "not on a CPU" if device.type != "cpu" else "serving adapters" if s.adapters or s.allow_runtime_lora else slot_forward_problem(model)
     if problem is None and s.cpu_compile == "auto":
         spare, weights = spare_memory_bytes(), sum(p.nbytes for p in model.parameters())
         if dtype not in (torch.bfloat16, torch.float16): problem = f"{dtype} weights (auto compiles bf16 and fp16 ones)"

@@ -104,6 +104,12 @@ class Engine(ABC):
         "End a request: its stream gets a last output with finish_reason `abort` (and `error=reason`, when the server ends it rather than its client)."
     @abstractmethod
     def health(self)->dict: ...
+    async def add_adapter(self, name:str, folder:str):
+        "Load an adapter while serving; usable (and listed in `adapters`) once this returns. A 400 for a bad folder or a name in use."
+        raise APIError(400, f"{type(self).__name__} can't load adapters while serving", "lora_name")
+    async def remove_adapter(self, name:str):
+        "Unlist an adapter at once (new requests for it get 404); it is unloaded once the requests already using it have finished."
+        raise APIError(400, f"{type(self).__name__} can't unload adapters while serving", "lora_name")
     def check_request(self, request:GenerationRequest):
         "Refuse a request no engine can serve: an empty prompt, one that fills the context, an unknown adapter."
         n = len(request.prompt_ids)
@@ -125,6 +131,7 @@ class EngineSettings(Config):
     max_prefill_tokens: int = Field(4096, ge=1)      # prompt tokens per prefill pass
     admit_wait_ms: float = Field(20, ge=0)           # idle engine: wait while requests keep arriving this close together (at most 5×) so that a burst shares one prefill pass; 0: start at once
     trust_remote_code: bool = False
+    allow_runtime_lora: bool = False                 # POST /v1/load_lora_adapter, /v1/unload_lora_adapter (off: 404); transformers then serves through its adapter path (eager, unfused), vLLM with LoRA on
     cuda_graphs: bool = True                         # GPU, no adapters: decode steps replayed from CUDA graphs captured at start
     compile_decode: bool = False                     # with cuda_graphs: torch.compile the decode step before capturing it (fused kernels; compiles at start)
     fuse_projections: bool = True                    # no adapters: q/k/v and gate/up projections as one product each (same outputs to rounding)

@@ -5,6 +5,7 @@
 # %% ../../../nbs/08f_engine_scheduler.ipynb #1769b3d5
 from __future__ import annotations
 import asyncio, collections, threading, time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 from fastcore.basics import patch
@@ -75,6 +76,7 @@ class TransformersEngine(Engine):
         self.grammars = Grammars(self.tokenizer, self.config.vocab_size, self.eos_ids)
         self.waiting, self.running = collections.deque(), []
         self._lock, self._wake, self._aborts = threading.Lock(), threading.Event(), {}  # request id -> reason (None: the client left)
+        self._jobs, self._retiring = collections.deque(), set()  # work for the engine thread between steps; adapters unlisted, still in use
         self._stop, self._accepting, self._thread, self.state, self._last_arrival, self._idle_since = False, True, None, "starting", 0.0, 0.0
         self.stats = collections.Counter(max_decode_query_len=0)
 
@@ -98,10 +100,10 @@ def _forward_path(self:TransformersEngine, tune:bool):
     "The one path every pass goes through, with the slot cache it writes; weights fused and packed where that helps and the model is the engine's own (`tune`)."
     s = self.s
     compiled, compile_note = compile_decision(s, self.model, self.device, self.dtype)
-    graphs = s.cuda_graphs and self.device.type == "cuda" and not self.adapters
+    graphs = s.cuda_graphs and self.device.type == "cuda" and not self.adapters and not s.allow_runtime_lora
     self.notes = dict(cuda_graphs="capturing" if graphs else "off", cpu_compile=compile_note)  # what health() says of the paths
     tune = tune and not compiled  # the compiled forward stacks and packs weights itself
-    self.fused = fuse_projections(self.model) if tune and s.fuse_projections and not s.adapters else 0
+    self.fused = fuse_projections(self.model) if tune and s.fuse_projections and not s.adapters and not s.allow_runtime_lora else 0
     self.prepacked = prepack_linear_weights(self.model, s.max_batch, spare_memory_bytes()) if tune and s.prepack else 0
     slots = s.max_batch + (1 if compiled else 0)  # the compiled forward pads a batch of one with the next slot
     self.cache = SlotKVCache(self.config, slots, self.max_model_len, self.dtype, self.device)
@@ -157,7 +159,7 @@ def _loop(self:TransformersEngine):
         while not self._stop:
             self._wake.clear()
             try:
-                self._apply_aborts()
+                self._apply_aborts(); self._run_jobs(); self._retire()
                 if (wait := self._burst_wait()) > 0: self._wake.wait(wait); continue
                 self._admit()
                 if self.running: self._decode()
@@ -204,7 +206,7 @@ def _admit(self:TransformersEngine):
 def _prompt_logprobs(self:TransformersEngine, s:_Sequence)->list:
     "The log-probability of each prompt token after the first (and its `prompt_logprobs` most likely alternatives), from one uncached pass."
     torch, ids = require("torch"), s.req.prompt_ids
-    kw = {"adapter_names": [s.req.adapter or "__base__"]} if self.adapters else {}
+    kw = {"adapter_names": [s.req.adapter or "__base__"]} if hasattr(self.model, "get_base_model") else {}
     logits = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=False, **kw).logits[0, :-1]
     self.stats["forward_passes"] += 1; self.stats["scoring_passes"] += 1
     return [None] + token_logprobs(logits, ids[1:], [s.params.prompt_logprobs] * (len(ids) - 1))
@@ -322,3 +324,55 @@ async def shutdown(self:TransformersEngine, drain_s:float=10.0):
     while (self.running or self.waiting) and self._thread and self._thread.is_alive() and time.time() - t1 < 5: await asyncio.sleep(0.01)  # their last outputs are out
     self._stop = True; self._wake.set()
     if self._thread: await asyncio.to_thread(self._thread.join, 5)
+
+# %% ../../../nbs/08f_engine_scheduler.ipynb #a23628b8
+@patch
+async def _in_engine_thread(self:TransformersEngine, fn):
+    "Run `fn()` in the engine thread between two steps; its result (or its exception) here."
+    loop = asyncio.get_running_loop(); fut = loop.create_future()
+    with self._lock: self._jobs.append((fn, fut, loop))
+    self._wake.set()
+    return await fut
+
+@patch
+def _run_jobs(self:TransformersEngine):
+    while self._jobs:
+        with self._lock: fn, fut, loop = self._jobs.popleft()
+        try: loop.call_soon_threadsafe(fut.set_result, fn())
+        except Exception as e: loop.call_soon_threadsafe(fut.set_exception, e)
+
+@patch
+async def add_adapter(self:TransformersEngine, name:str, folder:str):
+    "Load adapter `folder` as `name` while serving (see above)."
+    from llmft.train import check_adapter_matches, adapter_file_problem
+    if name in self.adapters or name in self._retiring: raise APIError(400, f"an adapter named {name!r} is already loaded (or still finishing its requests)", "lora_name")
+    folder = Path(folder)
+    if not (folder/"adapter_config.json").exists(): raise APIError(400, f"{folder} is not an adapter folder (no adapter_config.json)", "lora_path")
+    if (problem := adapter_file_problem(folder)): raise APIError(400, f"{folder}: {problem}", "lora_path")
+    try: check_adapter_matches(self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model, folder)
+    except ValueError as e: raise APIError(400, str(e), "lora_path")
+    await self._in_engine_thread(lambda: self._attach(name, folder))
+    self.adapters[name] = str(folder)
+
+@patch
+def _attach(self:TransformersEngine, name:str, folder:Path):
+    if hasattr(self.model, "get_base_model"): self.model.load_adapter(str(folder), adapter_name=name)
+    else: self.model = require("peft").PeftModel.from_pretrained(self.model, str(folder), adapter_name=name).eval()
+    self.forward.model, self.forward.adapters = self.model, True
+
+# %% ../../../nbs/08f_engine_scheduler.ipynb #a57152ed
+@patch
+async def remove_adapter(self:TransformersEngine, name:str):
+    "Unlist adapter `name` now; its weights go once its requests have finished (`_retire`)."
+    if name not in self.adapters: raise APIError(404, f"no adapter named {name!r} is loaded", "lora_name")
+    del self.adapters[name]; self._retiring.add(name); self._wake.set()
+
+@patch
+def _retire(self:TransformersEngine):
+    "Delete the weights of unlisted adapters no sequence uses any more; unwrap the model when none is left."
+    for name in list(self._retiring):
+        if any(s.req.adapter == name for s in [*self.running, *self.waiting]): continue
+        self.model.delete_adapter(name); self._retiring.discard(name)
+        if not self.model.peft_config:  # PEFT can't run with no adapter: back to the base (its LoRA wrappers now hold nothing; a PeftModel is told by `get_base_model`)
+            self.model = self.model.base_model.model
+            self.forward.model, self.forward.adapters = self.model, False

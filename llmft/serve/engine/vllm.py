@@ -27,9 +27,9 @@ def vllm_engine_args(s:EngineSettings, model_path:str)->dict:
     "vLLM `AsyncEngineArgs` keyword arguments for the settings."
     args = dict(model=model_path, tokenizer=model_path, dtype=s.dtype, max_model_len=s.max_model_len, gpu_memory_utilization=s.gpu_memory_utilization,
                 tensor_parallel_size=s.tensor_parallel_size, kv_cache_dtype=s.kv_cache_dtype, enable_prefix_caching=s.enable_prefix_caching,
-                max_num_seqs=s.max_batch, trust_remote_code=s.trust_remote_code, enable_lora=bool(s.adapters), max_logprobs=MAX_LOGPROBS)
+                max_num_seqs=s.max_batch, trust_remote_code=s.trust_remote_code, enable_lora=bool(s.adapters) or s.allow_runtime_lora, max_logprobs=MAX_LOGPROBS)
     if s.quantization != "none": args["quantization"] = {"bnb-4bit": "bitsandbytes", "bnb-8bit": "bitsandbytes"}.get(s.quantization, s.quantization)
-    if s.adapters: args |= dict(max_lora_rank=s.max_lora_rank, max_loras=min(s.max_loras, len(s.adapters)))
+    if s.adapters or s.allow_runtime_lora: args |= dict(max_lora_rank=s.max_lora_rank, max_loras=s.max_loras if s.allow_runtime_lora else min(s.max_loras, len(s.adapters)))
     return args
 
 def lint_adapter(adapter_dir:str|Path, base_linear_names:list[str], max_lora_rank:int)->list[str]:
@@ -61,6 +61,7 @@ class VLLMEngine(Engine):
         self.max_model_len = s.max_model_len or cfg.max_position_embeddings
         self.llm, self._lora_ids, self.state = None, {name: i + 1 for i, name in enumerate(self.adapters)}, "starting"
         self.inflight, self.stats, self._accepting, self._reasons, self._streams = set(), collections.Counter(), True, {}, 0
+        self._cfg, self._adapter_of, self._gone = cfg, {}, {}  # request id -> the adapter it uses, while in flight; removed adapters' folders
         if self.adapters: self._lint_adapters(cfg)  # before the server starts, so a bad adapter is a one-line error
     async def start(self):
         vllm = require("vllm", "vllm")
@@ -81,8 +82,9 @@ class VLLMEngine(Engine):
         from llmft.lora import linear_layer_names
         tf, torch = require("transformers"), require("torch")
         with torch.device("meta"): base = tf.AutoModelForCausalLM.from_config(cfg, trust_remote_code=self.s.trust_remote_code)  # layer names only, no weights
+        self._linear_names = linear_layer_names(base)
         for name, folder in self.adapters.items():
-            if (problems := lint_adapter(folder, linear_layer_names(base), self.s.max_lora_rank)): raise ValueError(f"adapter {name!r}: " + "; ".join(problems))
+            if (problems := lint_adapter(folder, self._linear_names, self.s.max_lora_rank)): raise ValueError(f"adapter {name!r}: " + "; ".join(problems))
 
 # %% ../../../nbs/08i_engine_vllm.ipynb #a586cfac
 @patch
@@ -102,6 +104,7 @@ def generate(self:VLLMEngine, request:GenerationRequest)->AsyncIterator[Generati
     self.check_request(request)
     if len(self.inflight) >= self.s.max_batch + self.s.max_waiting: raise EngineBusy(len(self.inflight) - self.s.max_batch)
     self.inflight.add(request.request_id)
+    if request.adapter: self._adapter_of[request.request_id] = request.adapter
     return self._generate(request)
 
 # %% ../../../nbs/08i_engine_vllm.ipynb #c8f9bded
@@ -131,7 +134,7 @@ def _logprobs(ids:list[int], given, top:int|None)->list|None:
 @patch
 async def _generate(self:VLLMEngine, r:GenerationRequest):
     from vllm.lora.request import LoRARequest
-    lora = LoRARequest(r.adapter, self._lora_ids[r.adapter], self.adapters[r.adapter]) if r.adapter else None
+    lora = LoRARequest(r.adapter, self._lora_ids[r.adapter], self.adapters.get(r.adapter) or self._gone[r.adapter]) if r.adapter else None
     sent_text, sent_ids, done, p, first = "", 0, False, r.params, True
     self._streams += 1
     try:
@@ -152,6 +155,27 @@ async def _generate(self:VLLMEngine, r:GenerationRequest):
         self.inflight.discard(r.request_id); await self.llm.abort(r.request_id)
         yield GenerationOutput(r.request_id, finished=True, finish_reason="error", error=f"{type(e).__name__}: {e}")
     finally:
-        self._streams -= 1
+        self._streams -= 1; self._adapter_of.pop(r.request_id, None)
         if done: self.inflight.discard(r.request_id)
         else: await self.abort(r.request_id)  # the consumer went away
+
+# %% ../../../nbs/08i_engine_vllm.ipynb #d868d0ef
+@patch
+async def add_adapter(self:VLLMEngine, name:str, folder:str):
+    from vllm.lora.request import LoRARequest
+    if name in self.adapters or name in self._lora_ids: raise APIError(400, f"an adapter named {name!r} is already loaded (or still finishing its requests)", "lora_name")
+    if not hasattr(self, "_linear_names"): self._lint_adapters(self._cfg)
+    if (problems := lint_adapter(folder, self._linear_names, self.s.max_lora_rank)): raise APIError(400, "; ".join(problems), "lora_path")
+    lora_id = max(self._lora_ids.values(), default=0) + 1
+    try: await self.llm.add_lora(LoRARequest(name, lora_id, str(folder)))
+    except Exception as e: raise APIError(400, f"vLLM could not load {folder}: {e}", "lora_path")
+    self._lora_ids[name], self.adapters[name] = lora_id, str(folder)
+
+@patch
+async def remove_adapter(self:VLLMEngine, name:str):
+    if name not in self.adapters: raise APIError(404, f"no adapter named {name!r} is loaded", "lora_name")
+    self._gone[name] = self.adapters.pop(name)  # its folder, for requests already admitted
+    async def retire():
+        while name in self._adapter_of.values(): await asyncio.sleep(0.05)
+        await self.llm.remove_lora(self._lora_ids.pop(name)); self._gone.pop(name, None)
+    self._retiring = asyncio.ensure_future(retire())  # kept referenced until done
