@@ -481,15 +481,15 @@ def _add_adapter_routes(app, svc:Service):
     from fastapi.responses import PlainTextResponse
     def allowed():
         if not svc.s.engine.allow_runtime_lora: raise APIError(404, "loading adapters while serving is off: start llmft serve with --allow-runtime-lora true")
-    ok = {200: {"description": "done", "content": {"text/plain": {"schema": {"type": "string"}}}}}
-    @app.post("/v1/load_lora_adapter", response_class=PlainTextResponse, responses=_responses(None, codes=(400, 401, 404, 413)) | ok)
+    ok = {200: {"description": "done", "content": {"text/plain": {"schema": {"type": "string"}}}}}  # errors stay JSON: no text/plain response_class
+    @app.post("/v1/load_lora_adapter", response_model=None, responses=_responses(None, codes=(400, 401, 404, 413)) | ok)
     async def load_lora_adapter(req:LoadLoRAAdapterRequest):
         allowed()
         if req.lora_name == svc.model_id: raise APIError(400, f"{req.lora_name!r} is the base model's name", "lora_name")
         await svc.engine.add_adapter(req.lora_name, req.lora_path)
         log.info("adapter %r loaded from %s", req.lora_name, req.lora_path)
         return PlainTextResponse(f"Success: LoRA adapter '{req.lora_name}' added successfully.")
-    @app.post("/v1/unload_lora_adapter", response_class=PlainTextResponse, responses=_responses(None, codes=(400, 401, 404, 413)) | ok)
+    @app.post("/v1/unload_lora_adapter", response_model=None, responses=_responses(None, codes=(400, 401, 404, 413)) | ok)
     async def unload_lora_adapter(req:UnloadLoRAAdapterRequest):
         allowed()
         await svc.engine.remove_adapter(req.lora_name)
