@@ -117,6 +117,9 @@ def test_logit_bias_stop_strings_usage_and_token_routes(client, tiny):
     kept = client.completions.create(model="tiny", prompt="The", max_tokens=12, temperature=0, stop=[stop], extra_body={"ignore_eos": True, "include_stop_str_in_output": True}).choices[0]
     assert (kept.text, kept.finish_reason) == (free[:free.index(stop) + len(stop)], "stop"), (kept.text, free, stop)
     with pytest.raises(BadRequestError, match="logit_bias"): client.completions.create(model="tiny", prompt="x", max_tokens=1, logit_bias={"99999": 1})
+    first = client.completions.create(model="tiny", prompt="The", max_tokens=1, temperature=0, logprobs=0).choices[0].logprobs.tokens[0]
+    banned = client.completions.create(model="tiny", prompt="The", max_tokens=6, temperature=0, logprobs=0, extra_body={"bad_words": [first.strip()]}).choices[0]
+    assert banned.logprobs.tokens[0] != first and first not in banned.logprobs.tokens, (first, banned.logprobs.tokens)  # vLLM's bad_words
     chunks = list(client.chat.completions.create(model="tiny", messages=HI, max_tokens=6, temperature=0, stream=True, extra_body={"ignore_eos": True},
                                                  stream_options={"include_usage": True, "continuous_usage_stats": True}))
     counts = [c.usage.completion_tokens for c in chunks if c.choices and c.choices[0].delta.content]

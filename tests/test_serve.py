@@ -85,7 +85,7 @@ def test_fields_this_server_does_not_implement_are_refused(client, server):
     "A client asking for something this server does not do gets a 400 naming the field, never a 200 that ignored it."
     from openai import BadRequestError
     chat = lambda **kw: client.chat.completions.create(**(dict(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2) | kw))
-    for kw, field in [(dict(extra_body={"bad_words": ["x"]}), "bad_words"), (dict(prediction={"type": "content", "content": "x"}), "prediction"),
+    for kw, field in [(dict(extra_body={"use_beam_search": True}), "use_beam_search"), (dict(prediction={"type": "content", "content": "x"}), "prediction"),
                       (dict(modalities=["text", "audio"]), "modalities"), (dict(metadata={"k": "v"}), "metadata")]:
         with pytest.raises(BadRequestError) as e: chat(**kw)
         assert e.value.status_code == 400 and f"`{field}` is not supported by this server" in e.value.message, (field, e.value.message)

@@ -96,6 +96,15 @@ def constraint(self:Service, req):
     if c is not None: c.grammar = grammar_of(c, param)  # compiled once: the transformers engine's matchers start from it
     return c
 
+@patch
+def bad_words_ids(self:Service, req)->list[list[int]]:
+    "The token sequences of `bad_words`, each word with and without a leading space (how vLLM reads them)."
+    out = []
+    for w in req.bad_words or []:
+        for text in (w.lstrip(), " " + w.lstrip()):
+            if (ids := self.tok(text, add_special_tokens=False).input_ids) and ids not in out: out.append(ids)
+    return out
+
 # %% ../../nbs/09_serve_app.ipynb #63641346
 @patch
 def background(self:Service, coro):
@@ -145,7 +154,7 @@ def _requests(svc:Service, req, prompt_ids:list[list[int]], max_tokens:list[int]
     out = []
     for i, ids in enumerate(prompt_ids):
         for j in range(req.n):
-            p = SamplingParams.from_request(req, max_tokens[i], **kw)
+            p = SamplingParams.from_request(req, max_tokens[i], bad_words_ids=svc.bad_words_ids(req), **kw)
             if p.seed is not None: p.seed += j
             out.append(GenerationRequest(f"{rid}-{i}-{j}", ids, p, adapter))
     return out

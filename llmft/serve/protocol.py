@@ -108,6 +108,7 @@ def _sampling_checks(r):
         raise ValueError(f"stream_options: {sorted(odd)} not supported (include_usage and continuous_usage_stats are)")
     for t, b in (r.logit_bias or {}).items():
         if not t.isdigit() or not -100 <= b <= 100: raise ValueError(f"logit_bias: {t!r}: {b}: it maps a token id to a bias in [-100, 100]")
+    if any(not w.strip() for w in r.bad_words or []): raise ValueError("bad_words: each must have a non-space character")
     return r
 
 # %% ../../nbs/07_serve_protocol.ipynb #53243ac2
@@ -126,8 +127,7 @@ class SamplingFields(BaseModel):
     seed: int|None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
-    user: str|None = None             # end-user ids: written to the request's log line
-    safety_identifier: str|None = None
+    user: str|None = None; safety_identifier: str|None = None  # end-user ids: written to the request's log line
     top_k: int = Field(-1, ge=-1)     # vLLM's extras from here on
     min_p: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     min_tokens: int = Field(0, ge=0)
@@ -136,6 +136,7 @@ class SamplingFields(BaseModel):
     stop_token_ids: list[int] = []
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
+    bad_words: list[str]|None = None   # words never generated (vLLM's): as text, with and without a leading space
     logit_bias: dict[str, float]|None = None  # token id (as text) -> bias in [-100, 100]
     response_format: ResponseFormat|None = None  # structured output (OpenAI's)
     structured_outputs: StructuredOutputs|None = None  # structured output (vLLM's)
@@ -230,7 +231,7 @@ def _asks_nothing(*noop)->Callable:
     "A check that a field is absent, null, or one of the values `noop` that ask for the default behaviour."
     return lambda v: v is None or any(v == x and type(v) is type(x) for x in noop)
 
-_BOTH = dict(bad_words=_asks_nothing([]),
+_BOTH = dict(
              guided_json=_asks_nothing(), guided_regex=_asks_nothing(),
              guided_choice=_asks_nothing(), guided_grammar=_asks_nothing(), prompt_logprobs=_asks_nothing(), allowed_token_ids=_asks_nothing(),
              truncate_prompt_tokens=_asks_nothing(), use_beam_search=_asks_nothing(False), length_penalty=_asks_nothing(1.0, 1), priority=_asks_nothing(0),

@@ -23,6 +23,7 @@ class Constraint:
     spec: object = None               # the schema (dict), the regex or grammar (str), the choices (list of str); None for json_object
     grammar: str|None = None          # llguidance's grammar for it, once the app has checked it (`grammar_of`)
 
+# %% ../../../nbs/08a_engine_interface.ipynb #9d22a0a5
 @dataclass
 class SamplingParams:
     "How to pick tokens for one request."
@@ -45,6 +46,8 @@ class SamplingParams:
     prompt_logprobs: int|None = None  # the same for each prompt token after the first
     logit_bias: dict[int, float] = field(default_factory=dict)  # added to these tokens' logits before sampling
     include_stop_str_in_output: bool = False  # a stop string that ended the text stays in it
+    bad_words: list[str] = field(default_factory=list)  # never generated (vLLM tokenizes these itself)
+    bad_words_ids: list[list[int]] = field(default_factory=list)  # their token sequences, for the transformers engine
     @classmethod
     def from_request(cls, r:SamplingFields, max_tokens:int, **kw)->SamplingParams:
         "Sampling parameters of an API request (max_tokens, and the fields `kw` the request has in its own way, resolved by the caller)."
@@ -52,7 +55,8 @@ class SamplingParams:
                    repetition_penalty=r.repetition_penalty, presence_penalty=r.presence_penalty, frequency_penalty=r.frequency_penalty,
                    stop=list(r.stop or []), stop_token_ids=list(r.stop_token_ids), ignore_eos=r.ignore_eos, seed=r.seed,
                    skip_special_tokens=r.skip_special_tokens,
-                   logit_bias={int(t): b for t, b in (r.logit_bias or {}).items()}, include_stop_str_in_output=r.include_stop_str_in_output, **kw)
+                   logit_bias={int(t): b for t, b in (r.logit_bias or {}).items()}, include_stop_str_in_output=r.include_stop_str_in_output,
+                   bad_words=list(r.bad_words or []), **kw)
 
 # %% ../../../nbs/08a_engine_interface.ipynb #951c6a85
 @dataclass

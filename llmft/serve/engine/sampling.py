@@ -14,6 +14,8 @@ __all__ = ['next_tokens', 'token_logprobs']
 def _adjust(logits, p:SamplingParams, seq_ids:list[int], generated:list[int], eos_ids:list[int]):
     torch = require("torch")
     for t, b in p.logit_bias.items(): logits[t] += b
+    for w in p.bad_words_ids:  # the last token of a bad word, where the tokens before it were just generated
+        if len(w) == 1 or generated[len(generated) - len(w) + 1:] == w[:-1]: logits[w[-1]] = -float("inf")
     if p.repetition_penalty != 1.0 and seq_ids:
         idx = torch.tensor(sorted(set(seq_ids)), device=logits.device)
         vals = logits[idx]; logits[idx] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
@@ -41,7 +43,7 @@ def next_tokens(logits, seqs:list, eos_ids:list[int])->list[int]:
     "The next token of each row of `logits` (B, vocab) under each sequence's sampling parameters."
     simple = all(s.params.temperature == 0 and s.params.repetition_penalty == 1.0 and not s.params.presence_penalty
                  and not s.params.frequency_penalty
-                 and not s.params.logit_bias and len(s.generated) >= s.params.min_tokens for s in seqs)
+                 and not s.params.logit_bias and not s.params.bad_words_ids and len(s.generated) >= s.params.min_tokens for s in seqs)
     if simple: return logits.argmax(-1).tolist()
     logits = logits.float()
     return [_sample(_adjust(logits[i].clone(), s.params, s.ids, s.generated, eos_ids), s.params, s.gen) for i, s in enumerate(seqs)]

@@ -118,7 +118,8 @@ def vllm_sampling_params(p:SamplingParams):
                                repetition_penalty=p.repetition_penalty, presence_penalty=p.presence_penalty, frequency_penalty=p.frequency_penalty,
                                stop=p.stop or None, stop_token_ids=p.stop_token_ids or None, ignore_eos=p.ignore_eos, seed=p.seed, skip_special_tokens=p.skip_special_tokens,
                                structured_outputs=structured, logprobs=p.logprobs, prompt_logprobs=p.prompt_logprobs,
-                               logit_bias=p.logit_bias or None, include_stop_str_in_output=p.include_stop_str_in_output)
+                               logit_bias=p.logit_bias or None, include_stop_str_in_output=p.include_stop_str_in_output,
+                               bad_words=p.bad_words or None)
 
 def _logprobs(ids:list[int], given, top:int|None)->list|None:
     "vLLM's per-position dicts (token id → `Logprob`, the top ones and the chosen one) as `TokenLogprob`s (None where vLLM has none)."
