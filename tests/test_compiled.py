@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 def test_compiled_engine_gives_transformers_tokens_from_two_graphs(tiny_base):
-    "Greedy tokens equal `generate`'s for requests that leave at different times (batch 5 down to 1), a one-token prompt included, serving compiles nothing after the start, and the engine thread compiles."
+    "Greedy tokens equal `generate`'s for requests that leave at different times (batch 5 down to 1), a one-token prompt included, and for prompts whose start comes from the prefix cache; serving compiles nothing after the start, and the engine thread compiles."
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from torch._dynamo.utils import counters
     from llmft.serve.engine import TransformersEngine, EngineSettings, GenerationRequest, SamplingParams
@@ -24,12 +24,17 @@ def test_compiled_engine_gives_transformers_tokens_from_two_graphs(tiny_base):
             return out
         first = await asyncio.gather(*(one(i, p, n) for i, (p, n) in enumerate(zip(prompts, new_tokens))))
         alone = await one(9, prompts[2], 4)  # a batch of one, padded with the spare slot
+        await one(10, shared, 2)  # its 3 full blocks go into the prefix cache
+        cached = await asyncio.gather(*(one(11 + i, p, 6) for i, p in enumerate(with_prefix)))  # each computes only its tail (one token for the last)
         await engine.shutdown(0)
-        return first, alone, counters["stats"]["unique_graphs"] - graphs
-    first, alone, new_graphs = asyncio.run(run())
+        return first, alone, cached, counters["stats"]["unique_graphs"] - graphs
+    shared = tok("Return the sum of the two numbers given, and raise a ValueError when either is not a number. " * 3).input_ids[:49]
+    with_prefix = [shared[:48] + tok(t).input_ids for t in (" Open the file", " x = 1")] + [shared]
+    first, alone, cached, new_graphs = asyncio.run(run())
+    assert engine.stats["prefix_hit_tokens"] == 3 * 48, engine.stats
     assert engine.health()["cpu_compile"].startswith("on: compiled in"), engine.health()
     assert new_graphs == 0 and engine.stats["decode_passes"] > 0
     assert compiled_in == ["llmft-engine"]  # the thread that steps: another live thread with OpenMP workers slows its steps
-    for ids, n, got in zip(prompts + [prompts[2]], new_tokens + [4], first + [alone]):
+    for ids, n, got in zip(prompts + [prompts[2]] + with_prefix, new_tokens + [4, 6, 6, 6], first + [alone] + cached):
         ref = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
         assert got == ref

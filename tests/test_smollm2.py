@@ -96,3 +96,33 @@ def test_bad_gguf_files_are_one_line_and_write_nothing(tmp_path):
         r = run_cli("base", "import", f, "--out", tmp_path/"out")
         assert r.returncode == 2 and f"{f}: not a readable GGUF file" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not (tmp_path/"out").exists() and not list(tmp_path.glob(".out.tmp*"))
+
+def test_prefix_cache_gives_the_same_greedy_tokens_on_the_real_model():
+    "A shared system prompt and a second chat turn that resends the first (prompt and answer): greedy tokens with the prefix cache are the tokens without it, and the cache was used."
+    import asyncio
+    from transformers import AutoTokenizer
+    from llmft.base import resolve_model
+    from llmft.serve.engine import TransformersEngine, EngineSettings, GenerationRequest, SamplingParams
+    tok = AutoTokenizer.from_pretrained(resolve_model("smollm2"))
+    system = "You answer questions about units, words and records. " * 8
+    def chat(*turns): return list(tok.apply_chat_template([dict(role="system", content=system), *turns], add_generation_prompt=True, return_dict=True)["input_ids"])
+    firsts = [chat(dict(role="user", content=q)) for q in QUESTIONS[:5]]
+    async def run(caching):
+        engine = TransformersEngine(EngineSettings(model="smollm2", cpu_compile=False, max_batch=8, enable_prefix_caching=caching))
+        await engine.start()
+        async def one(rid, ids):
+            out = []
+            async for o in engine.generate(GenerationRequest(rid, ids, SamplingParams(max_tokens=24, temperature=0))): out += o.token_ids
+            return out
+        first = await one("a", firsts[0])  # its blocks go into the cache
+        rest = await asyncio.gather(*(one(f"b{i}", ids) for i, ids in enumerate(firsts[1:])))
+        turn2 = chat(dict(role="user", content=QUESTIONS[0]), dict(role="assistant", content=tok.decode(first, skip_special_tokens=True)),
+                     dict(role="user", content="And in centimeters?"))
+        second = await one("c", turn2)
+        await engine.shutdown(0)
+        return [first, *rest, second], engine.stats["prefix_hit_tokens"], engine.health()["prefix_cache"]
+    on, hits, note = asyncio.run(run(True))
+    off, no_hits, off_note = asyncio.run(run(False))
+    assert note.startswith("on:") and off_note == "off" and no_hits == 0
+    assert hits >= 4 * 96, hits  # the four later first turns share the system prompt's blocks, the second turn more
+    assert on == off

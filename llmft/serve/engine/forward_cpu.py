@@ -114,7 +114,9 @@ class SlotForward(ForwardPath):
         with torch._inductor.config.patch(freezing=True), torch.fx.experimental._config.patch(use_duck_shape=False):
             return self.run(ids, positions, rows, mask, last)[:n]
 
-    def prefill(self, ids, positions, start:int, lengths, seqs:list): return self(ids, positions, start, ids.shape[1], lengths - 1, lengths)
+    def prefill(self, ids, positions, start:int, lengths, seqs:list):
+        ends = positions[:, 0] + lengths  # each row's length, its cached prefix included
+        return self(ids, positions, start, int(ends.max()), lengths - 1, ends)
     def decode(self, ids, positions, seqs:list):
         torch = require("torch")
         return self(ids, positions, 0, int(positions.max()) + 1, torch.zeros(len(ids), dtype=torch.long, device=ids.device))

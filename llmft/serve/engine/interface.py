@@ -141,11 +141,12 @@ class EngineSettings(Config):
     fuse_projections: bool = True                    # no adapters: q/k/v and gate/up projections as one product each (same outputs to rounding)
     prepack: bool = True                             # CPU, bf16 weights: linear layers use oneDNN-packed copies (same results, faster decoding) if the copies fit in 1/4 of free memory
     cpu_compile: Literal["auto"]|bool = "auto"          # CPU, Llama decoder, no adapters: prefill and decode through one torch.compiled forward (auto: bf16/fp16 weights; compiles at start)
+    enable_prefix_caching: bool = True               # both engines: a prompt that starts like an earlier one reuses its keys and values
+    prefix_cache_tokens: int = Field(16384, ge=0)    # transformers engine: how many tokens of keys and values the prefix cache keeps
     # vLLM only
     gpu_memory_utilization: float = 0.9
     tensor_parallel_size: int = 1
     kv_cache_dtype: str = "auto"
-    enable_prefix_caching: bool = True
     max_lora_rank: int = 16
     max_loras: int = 4
 

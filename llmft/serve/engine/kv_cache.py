@@ -48,7 +48,7 @@ def step_mask(q_positions, kv_len:int, dtype, lengths=None):
 class ForwardPath:
     "How the scheduler runs the model over the slot cache. Every path gives the same logits; they differ in speed and in what they can run."
     def prefill(self, ids, positions, start:int, lengths, seqs:list):
-        "Logits (B, vocab) at each prompt's last token (`lengths − 1`); the right-padded prompts `ids` (B, L) go into slots `start` …"
+        "Logits (B, vocab) at each row's last new token (column `lengths − 1`); the right-padded tokens `ids` (B, L) go into slots `start` … at `positions`, which start after the row's cached prefix (0 without one)."
         raise NotImplementedError
     def decode(self, ids, positions, seqs:list):
         "Logits (B, vocab) of one step of the running sequences (slots 0 … B−1): each one's newest token `ids` (B, 1) at `positions` (B, 1)."
@@ -77,6 +77,8 @@ class EagerForward(ForwardPath):
         if self.adapters: kw["adapter_names"] = [s.req.adapter or "__base__" for s in seqs]
         logits = self.model(**kw).logits
         return logits[torch.arange(len(ids), device=ids.device), torch.tensor([keep.index(int(n)) for n in last], device=ids.device)]
-    def prefill(self, ids, positions, start:int, lengths, seqs:list): return self.run(ids, positions, ids.shape[1], start, lengths - 1, seqs, lengths)
+    def prefill(self, ids, positions, start:int, lengths, seqs:list):
+        ends = positions[:, 0] + lengths  # each row's length, its cached prefix included
+        return self.run(ids, positions, int(ends.max()), start, lengths - 1, seqs, ends)
     def decode(self, ids, positions, seqs:list):
         return self.run(ids, positions, int(positions.max()) + 1, 0, require("torch").zeros(len(ids), dtype=ids.dtype), seqs)

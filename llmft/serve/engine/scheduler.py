@@ -19,6 +19,7 @@ from .loading import load_serving_model, eos_token_ids, fuse_projections, prepac
 from .forward_cpu import SlotForward, compile_decision
 from .forward_cuda import StaticDecode
 from .grammar import Grammars, mask_logits
+from .prefix_cache import PrefixCache
 
 # %% auto #0
 __all__ = ['in_passing_thread', 'TransformersEngine']
@@ -41,6 +42,7 @@ class _Sequence:
     admitted: float = 0.0  # when it left the queue
     matcher: object = None   # the constraint's llguidance matcher, following the generated tokens
     prompt_lps: list|None = None  # the prompt's log-probabilities, sent with the first output
+    hit: list = field(default_factory=list)  # the prefix cache's blocks for the prompt's start
     @property
     def params(self): return self.req.params
     def emit(self, out:GenerationOutput): self.loop.call_soon_threadsafe(self.queue.put_nowait, out)
@@ -107,6 +109,9 @@ def _forward_path(self:TransformersEngine, tune:bool):
     self.prepacked = prepack_linear_weights(self.model, s.max_batch, spare_memory_bytes()) if tune and s.prepack else 0
     slots = s.max_batch + (1 if compiled else 0)  # the compiled forward pads a batch of one with the next slot
     self.cache = SlotKVCache(self.config, slots, self.max_model_len, self.dtype, self.device)
+    tokens = s.prefix_cache_tokens if s.enable_prefix_caching else 0
+    self.prefix = PrefixCache(self.config, tokens, self.dtype, self.device) if tokens >= 16 else None
+    self.notes["prefix_cache"] = f"on: {self.prefix.size} blocks of {self.prefix.block} tokens" if self.prefix else "off"
     if compiled: return SlotForward(self.model, self.cache, compile=True)
     if graphs: return StaticDecode(self, compile=s.compile_decode)
     return EagerForward(self.model, self.cache, self.dtype, adapters=bool(self.adapters))
@@ -177,10 +182,12 @@ def _burst_wait(self:TransformersEngine, now:float|None=None)->float:
 # %% ../../../nbs/08f_engine_scheduler.ipynb #69bccf46
 @patch
 def _admit(self:TransformersEngine):
-    torch, new = require("torch"), []
+    new, block = [], self.prefix.block if self.prefix else 0
+    todo = lambda s: len(s.req.prompt_ids) - len(s.hit) * block  # the prompt tokens a prefill must compute
     with self._lock:
         while self.waiting and len(self.running) + len(new) < self.s.max_batch:
-            longest = max([len(s.req.prompt_ids) for s in new] + [len(self.waiting[0].req.prompt_ids)])
+            if self.prefix: self.waiting[0].hit = self.prefix.match(self.waiting[0].req.prompt_ids, self.waiting[0].req.adapter)
+            longest = max(todo(s) for s in [*new, self.waiting[0]])
             if new and longest * (len(new) + 1) > self.s.max_prefill_tokens: break
             new.append(self.waiting.popleft())
     if not new: return
@@ -188,17 +195,28 @@ def _admit(self:TransformersEngine):
     for s in new: s.admitted = time.monotonic()
     for s in new:
         if s.params.prompt_logprobs is not None: s.prompt_lps = self._prompt_logprobs(s)
-    if not (new := self._score_only(new)): return
-    lens = torch.tensor([len(s.req.prompt_ids) for s in new], device=self.device)
+    if (new := self._score_only(new)): self._prefill(new)
+
+
+# %% ../../../nbs/08f_engine_scheduler.ipynb #c6dbc7fb
+@patch
+def _prefill(self:TransformersEngine, new:list):
+    "One prefill pass for the sequences `new` (the last of `running`): cached blocks into their slots, the rest of each prompt computed, its blocks kept."
+    torch, block, start = require("torch"), self.prefix.block if self.prefix else 0, len(self.running) - len(new)
+    done = [len(s.hit) * block for s in new]
+    rest = [s.req.prompt_ids[d:] for s, d in zip(new, done)]
+    lens = torch.tensor([len(r) for r in rest], device=self.device)
     L = int(lens.max())
-    ids = torch.tensor([s.req.prompt_ids + [self.tokenizer.pad_token_id] * (L - len(s.req.prompt_ids)) for s in new], device=self.device)
-    positions = torch.arange(L, device=self.device).expand(len(new), L)
-    start = len(self.running) - len(new)
-    for s in new:
+    ids = torch.tensor([r + [self.tokenizer.pad_token_id] * (L - len(r)) for r in rest], device=self.device)
+    positions = (torch.tensor(done, device=self.device)[:, None] + torch.arange(L, device=self.device)).clamp(max=self.max_model_len - 1)  # padding stays in the slot
+    for j, s in enumerate(new):
         s.ids, s.pos = list(s.req.prompt_ids), len(s.req.prompt_ids)
         s.gen = torch.Generator(device="cpu").manual_seed(s.params.seed) if s.params.seed is not None else None
+        if self.prefix: self.prefix.load(self.cache, start + j, s.hit, s.req.prompt_ids, s.req.adapter)
     logits = self.forward.prefill(ids, positions, start, lens, new)
-    self.stats["forward_passes"] += 1; self.stats["prefill_passes"] += 1; self.stats["prefill_tokens"] += int(lens.sum())
+    if self.prefix:
+        for j, s in enumerate(new): self.prefix.store(self.cache, start + j, s.req.prompt_ids, s.req.adapter)
+    self.stats["forward_passes"] += 1; self.stats["prefill_passes"] += 1; self.stats["prefill_tokens"] += int(lens.sum()); self.stats["prefix_hit_tokens"] += sum(done)
     self._advance(new, logits)
 
 # %% ../../../nbs/08f_engine_scheduler.ipynb #2d582a25
@@ -284,7 +302,10 @@ def _advance(self:TransformersEngine, seqs:list, logits):
 
 @patch
 def _release(self:TransformersEngine, gone:list):
-    "Free the slots of the sequences `gone`: running sequences from slots past the survivors move into the holes (only their written positions are copied)."
+    "Free the slots of the sequences `gone` (their blocks kept in the prefix cache first): running sequences from slots past the survivors move into the holes (only their written positions are copied)."
+    if self.prefix:
+        for i, s in enumerate(self.running):
+            if s in gone: self.prefix.store(self.cache, i, s.ids[:s.pos], s.req.adapter)  # prompt and answer: the next turn of a chat starts with both
     survivors = len(self.running) - len(gone)
     holes = [i for i, s in enumerate(self.running[:survivors]) if s in gone]
     movers = [i for i in range(survivors, len(self.running)) if self.running[i] not in gone]
@@ -373,6 +394,7 @@ def _retire(self:TransformersEngine):
     for name in list(self._retiring):
         if any(s.req.adapter == name for s in [*self.running, *self.waiting]): continue
         self.model.delete_adapter(name); self._retiring.discard(name)
+        if self.prefix: self.prefix.clear()  # its blocks are stale, and a new adapter may take its name
         if not self.model.peft_config:  # PEFT can't run with no adapter: back to the base (its LoRA wrappers now hold nothing; a PeftModel is told by `get_base_model`)
             self.model = self.model.base_model.model
             self.forward.model, self.forward.adapters = self.model, False
