@@ -4,15 +4,15 @@
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #cc601e63
 from __future__ import annotations
-import functools, time, warnings
+import functools, os, time, warnings
 from fastcore.basics import patch
-from ...core import require
+from ...core import require, llmft_home
 from .interface import EngineSettings
 from .kv_cache import ForwardPath, EagerForward, step_mask
 from .loading import spare_memory_bytes
 
 # %% auto #0
-__all__ = ['slot_forward_problem', 'SlotForward', 'compile_decision']
+__all__ = ['slot_forward_problem', 'SlotForward', 'prefill_dtype_choice', 'compile_decision']
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #6876806a
 def slot_forward_problem(model)->str|None:
@@ -60,10 +60,10 @@ def _slot_llama_class():
         return norm.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)).to(x.dtype)
 
     class SlotLlama(torch.nn.Module):
-        "A Llama decoder's forward over a `SlotKVCache`, in plain tensor operations."
+        "A Llama decoder's decode step over a `SlotKVCache`, in plain tensor operations."
         __init__ = _slot_llama_init
         def forward(self, ids, positions, rows, mask, last):
-            "Logits (B, vocab) at column `last[b]` of each row; row b's keys and values go to cache slot `rows[b]` (with one token per row, `rows` must be 0 … B−1); `mask` (B, 1, q, L) is additive."
+            "Logits (B, vocab) of one token per row: row b's key and value go to cache slot `rows[b]` (`rows` must be 0 … B−1); `mask` (B, 1, 1, L) is additive."
             B, q = ids.shape
             nh, nkv, hd = self.heads, self.kv_heads, self.head_dim
             x = self.embed(ids)
@@ -77,24 +77,68 @@ def _slot_llama_class():
                 qk = qk * cos + torch.cat((-qk[..., hd // 2:], qk[..., :hd // 2]), -1) * sin
                 self.k_cache[i][rows[:, None], :, positions] = qk[:, :, nh:]
                 self.v_cache[i][rows[:, None], :, positions] = qkv[:, :, nh + nkv:]
-                keys, values = (self.k_cache[i][:B, :, :L], self.v_cache[i][:B, :, :L]) if q == 1 else (self.k_cache[i][rows, :, :L], self.v_cache[i][rows, :, :L])
-                if q == 1:  # each KV head's query heads as its query rows: one pass over the keys for all of them
-                    o = F.scaled_dot_product_attention(qk[:, 0, :nh].reshape(B, nkv, nh // nkv, hd), keys, values, attn_mask=mask, scale=layer.self_attn.scaling)
-                else: o = F.scaled_dot_product_attention(qk[:, :, :nh].transpose(1, 2), keys, values, attn_mask=mask, scale=layer.self_attn.scaling, enable_gqa=True).transpose(1, 2)
+                keys, values = self.k_cache[i][:B, :, :L], self.v_cache[i][:B, :, :L]
+                # each KV head's query heads as its query rows: one pass over the keys for all of them
+                o = F.scaled_dot_product_attention(qk[:, 0, :nh].reshape(B, nkv, nh // nkv, hd), keys, values, attn_mask=mask, scale=layer.self_attn.scaling)
                 x = x + layer.self_attn.o_proj(o.reshape(B, q, nh * hd))
                 gate, up = F.linear(rms(x, layer.post_attention_layernorm), self.gate_up[i]).chunk(2, -1)
                 x = x + layer.mlp.down_proj(F.silu(gate) * up)
             return self.lm_head(rms(x[torch.arange(B, device=x.device), last], self.norm))
     return SlotLlama
 
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #915d7b84
+@functools.cache
+def _prefill_parts():
+    "The token-wise parts of a prefill layer, before and after attention, as functions of flattened tokens (N, hidden), N ≥ 2."
+    torch = require("torch"); F = torch.nn.functional
+    def rms(x, weight, eps:float):
+        h = x.float()
+        return weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+    def before(x, ln, qkv_w, cos, sin, nh:int, nkv:int, hd:int, eps:float):
+        "Queries and keys with their rotary positions (N, nh + nkv, hd), and values (N, nkv, hd)."
+        qkv = F.linear(rms(x, ln, eps), qkv_w).view(x.shape[0], nh + 2 * nkv, hd)
+        qk = qkv[:, :nh + nkv]
+        return qk * cos + torch.cat((-qk[..., hd // 2:], qk[..., :hd // 2]), -1) * sin, qkv[:, nh + nkv:]
+    def after(x, o, ln, o_w, gate_up_w, down_w, eps:float):
+        "The residual stream after the output projection and the MLP."
+        x = x + F.linear(o, o_w)
+        gate, up = F.linear(rms(x, ln, eps), gate_up_w).chunk(2, -1)
+        return x + F.linear(F.silu(gate) * up, down_w)
+    return rms, before, after
+
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #e48fa631
+def _prefill_pass(self, ids, positions, start:int, kv_len:int, last, lengths):
+    "Logits (B, vocab) at column `last[b]`, the prompts `ids` (B, q ≥ 2) written into slots `start` …: layer by layer, in `self.prefill_dtype`."
+    torch = require("torch"); F = torch.nn.functional
+    (B, q), m, dt = ids.shape, self.module, self.prefill_dtype
+    nh, nkv, hd = m.heads, m.kv_heads, m.head_dim
+    rows = torch.arange(start, start + B, device=ids.device)
+    mask = step_mask(positions, kv_len, dt, lengths)
+    angles = torch.cat([positions[..., None].float() * m.inv_freq] * 2, -1).reshape(B * q, 1, 2 * len(m.inv_freq))
+    cos, sin = angles.cos().to(dt), angles.sin().to(dt)
+    x = m.embed(ids).reshape(B * q, -1).to(dt)
+    rms, before, after = self.parts
+    for i, (ln1, ln2, qkv_w, o_w, gate_up_w, down_w) in enumerate(self.prefill_weights):
+        attn, k_cache, v_cache = m.layers[i].self_attn, m.k_cache[i], m.v_cache[i]
+        qk, v = before(x, ln1, qkv_w, cos, sin, nh, nkv, hd, m.layers[i].input_layernorm.variance_epsilon)
+        k_cache[rows[:, None], :, positions] = qk[:, nh:].view(B, q, nkv, hd).to(k_cache.dtype)
+        v_cache[rows[:, None], :, positions] = v.view(B, q, nkv, hd).to(v_cache.dtype)
+        keys, values = k_cache[rows, :, :kv_len].to(dt), v_cache[rows, :, :kv_len].to(dt)
+        o = F.scaled_dot_product_attention(qk[:, :nh].view(B, q, nh, hd).transpose(1, 2), keys, values, attn_mask=mask, scale=attn.scaling, enable_gqa=True)
+        x = after(x, o.transpose(1, 2).reshape(B * q, nh * hd), ln2, o_w, gate_up_w, down_w, m.layers[i].post_attention_layernorm.variance_epsilon)
+    h = x.view(B, q, -1)[torch.arange(B, device=x.device), last]
+    return m.lm_head(rms(h, self.final_norm, m.norm.variance_epsilon).to(self.dtype))
+
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #794b7923
 class SlotForward(ForwardPath):
     "Prefill and decode passes of a Llama decoder over a `SlotKVCache`, through `torch.compile` with dynamic shapes (or eagerly)."
-    def __init__(self, model, cache, compile:bool=True):
+    def __init__(self, model, cache, compile:bool=True, prefill_dtype=None):
         torch = require("torch")
         self.cache, self.compiled, self.dtype = cache, compile, next(model.parameters()).dtype
         self.module = _slot_llama_class()(model, cache).eval()
         self.run = torch.compile(self.module, dynamic=True) if compile else self.module
+        self.parts = (_prefill_parts()[0], *(torch.compile(f, dynamic=True) if compile else f for f in _prefill_parts()[1:]))
+        self.use_prefill_dtype(prefill_dtype or self.dtype)
 
     def __call__(self, ids, positions, start:int, kv_len:int, last, lengths=None):
         "Logits (B, vocab) at column `last[b]` of each row, whose keys and values go to slots `start` …, attending to `kv_len` cache places (and below `lengths`, given for prompts)."
@@ -103,12 +147,13 @@ class SlotForward(ForwardPath):
         if lengths is None and start != 0: raise ValueError("a decode pass (one token per row, no lengths) reads slots 0 … B−1, so it must start at slot 0")
         if lengths is not None and ids.shape[1] == 1:  # prompts of one token: a second, masked column, so that they take the prefill graph
             ids, positions = torch.cat([ids, ids], 1), torch.cat([positions, positions + 1], 1)
+        if lengths is not None: return _prefill_pass(self, ids.contiguous(), positions.contiguous(), start, max(kv_len, positions.shape[1]), last, lengths)
         if self.compiled and n == 1:  # a second row, in the next slot (free: slots 0 … start are the running ones and this one, and there is one spare)
-            ids, positions, last, lengths = (None if t is None else torch.cat([t, t]) for t in (ids, positions, last, lengths))
+            ids, positions, last = (torch.cat([t, t]) for t in (ids, positions, last))
         rows = torch.arange(start, start + len(ids), device=ids.device)
         ids, positions = ids.contiguous(), positions.contiguous()  # strides are guarded too: an expanded `positions` would compile a graph of its own
         L = max(kv_len, positions.shape[1], 2 if self.compiled else 1)
-        mask = step_mask(positions, L, self.dtype, lengths)
+        mask = step_mask(positions, L, self.dtype)
         import torch._inductor.config
         # weights as constants (packed for oneDNN); a batch of 16 in 16 slots must not make "batch == slots" a rule
         with torch._inductor.config.patch(freezing=True), torch.fx.experimental._config.patch(use_duck_shape=False):
@@ -120,6 +165,38 @@ class SlotForward(ForwardPath):
     def decode(self, ids, positions, seqs:list):
         torch = require("torch")
         return self(ids, positions, 0, int(positions.max()) + 1, torch.zeros(len(ids), dtype=torch.long, device=ids.device))
+
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #a0eef69f
+@patch
+def use_prefill_dtype(self:SlotForward, dtype):
+    "Prefill in `dtype` from now on: from the layers' own weights, or from copies of them in `dtype`."
+    m = self.module
+    cast = (lambda w: w.detach()) if dtype == self.dtype else (lambda w: w.detach().to(dtype))
+    self.prefill_weights = [tuple(cast(w) for w in (l.input_layernorm.weight, l.post_attention_layernorm.weight, m.qkv[i], l.self_attn.o_proj.weight, m.gate_up[i], l.mlp.down_proj.weight))
+                            for i, l in enumerate(m.layers)]
+    self.final_norm, self.prefill_dtype = cast(m.norm.weight), dtype
+
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #4ded814f
+def _gflops(torch, x, w, reps:int=3)->float:
+    torch.nn.functional.linear(x, w)
+    t = time.perf_counter()
+    for _ in range(reps): torch.nn.functional.linear(x, w)
+    return reps * 2 * x.shape[0] * x.shape[1] * w.shape[0] / (time.perf_counter() - t) / 1e9
+
+def prefill_dtype_choice(setting:str, model)->tuple:
+    "The dtype prefill passes compute in under `cpu_prefill_dtype=setting` (see above), and what `health()` says about it."
+    torch = require("torch")
+    dtype, c = next(model.parameters()).dtype, model.config
+    name = str(dtype).removeprefix("torch.")
+    if setting == "model" or dtype == torch.float32: return dtype, f"{name} (the weights')"
+    if setting == "float32": return torch.float32, "float32 (cpu_prefill_dtype=float32)"
+    x, w = torch.randn(512, c.hidden_size), torch.randn(2 * c.intermediate_size, c.hidden_size)
+    low, high = _gflops(torch, x.to(dtype), w.to(dtype)), _gflops(torch, x, w)
+    rates = f"{high:.0f} GFLOP/s in float32, {low:.0f} in {name}"
+    spare, copies = spare_memory_bytes(), 2 * sum(p.nbytes for l in model.model.layers for p in l.parameters())
+    if high < 1.2 * low: return dtype, f"{name}: {rates}"
+    if spare is not None and copies > spare: return dtype, f"{name}: {rates}, but fp32 copies of the weights would take over 1/4 of free memory"
+    return torch.float32, f"float32: {rates}"
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #cd645313
 def compile_decision(s:EngineSettings, model, device, dtype)->tuple[bool, str]:
@@ -137,16 +214,19 @@ def compile_decision(s:EngineSettings, model, device, dtype)->tuple[bool, str]:
 
 @patch
 def prepare(self:SlotForward, engine)->ForwardPath:
-    "Compile the prefill and decode graphs before any request, with a full batch (so the warm-up writes into empty slots); on failure warn and use transformers' forward."
-    torch, t, e = require("torch"), time.time(), engine
-    # Inductor packs the weights for the row count it compiles with: a full batch of prompts (up to 128 tokens each), and of decode steps
-    rows, n = e.s.max_batch, max(2, min(128, e.s.max_prefill_tokens // e.s.max_batch, e.max_model_len - 1))
+    "Choose the prefill dtype, compile the prefill parts (a small pass) and the decode step (a full batch: Inductor packs the frozen weights for the rows it compiles with) before any request; on failure warn and use transformers' forward."
+    torch, e = require("torch"), engine
+    dtype, e.notes["cpu_prefill"] = prefill_dtype_choice(e.s.cpu_prefill_dtype, e.model)
+    self.use_prefill_dtype(dtype)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(llmft_home()/"inductor"))  # the prefill parts' compiled code, kept across starts
+    rows, n, t = e.s.max_batch, 4, time.time()
     try:
         ids, pos = torch.zeros(rows, n, dtype=torch.long, device=e.device), torch.arange(n, device=e.device).expand(rows, n)
         last = torch.full((rows,), n - 1, device=e.device)
-        self(ids, pos, 0, n, last, lengths=last + 1)         # a prefill pass into empty slots
-        self(ids[:, :1], pos[:, :1] + n, 0, n + 1, last * 0)  # and a decode pass
-        e.notes["cpu_compile"] = f"on: compiled in {time.time() - t:.0f}s"
+        self(ids[:2], pos[:2], 0, n, last[:2], lengths=last[:2] + 1)    # a prefill pass into empty slots
+        prefill_s = time.time() - t
+        self(ids[:, :1], pos[:, :1] + n, 0, n + 1, last * 0)            # and a decode step
+        e.notes["cpu_compile"] = f"on: compiled in {time.time() - t:.0f}s (prefill {prefill_s:.0f}s, decode {time.time() - t - prefill_s:.0f}s)"
         return self
     except Exception as err:
         e.notes["cpu_compile"] = f"off: compiling failed ({type(err).__name__}: {err})"[:300]
