@@ -34,6 +34,7 @@ p.add_argument("--rounds", type=int, default=2); p.add_argument("--out", default
 p.add_argument("--servers", default="llama.cpp,vllm,llmft", help="which servers, comma-separated")
 p.add_argument("--shapes", default="", help="only these shapes, comma-separated (default: all)")
 p.add_argument("--llmft-flags", default="", help="extra `llmft serve` flags")
+p.add_argument("--llama-flags", default="", help="extra llama-server flags (a flag given again overrides)")
 args = p.parse_args()
 out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
 model = str(build_imported("smollm2"))
@@ -109,7 +110,7 @@ def commands()->dict:
     if "llama.cpp" in wanted and args.llama_server and args.gguf:
         pt = free_port()
         cmds["llama.cpp"] = ([args.llama_server, "-m", args.gguf, "--host", "127.0.0.1", "--port", pt, "-t", "2", "-tb", "2", "-np", str(MAX_BATCH),
-                              "-c", str(MAX_BATCH * MAX_LEN), "-cb", "-a", "m"], f"http://127.0.0.1:{pt}/health", None)
+                              "-c", str(MAX_BATCH * MAX_LEN), "-cb", "--threads-http", str(MAX_BATCH + 4), "-a", "m", *args.llama_flags.split()], f"http://127.0.0.1:{pt}/health", None)
     vllm = Path(args.vllm_venv)/"bin"/"vllm"
     if "vllm" in wanted and vllm.exists():
         pt = free_port()

@@ -45,8 +45,12 @@ def _payload(endpoint:str, model:str, prompt:str, max_tokens:int, ignore_eos:boo
     return body | (dict(prompt=prompt) if endpoint == "completions" else dict(messages=[{"role": "user", "content": prompt}]))
 
 # %% ../nbs/10_bench.ipynb #af07482a
-async def stream_request(client, url:str, body:dict, t0:float, headers:dict|None=None)->RequestResult:
-    "Send one streaming request and time its events."
+def _closed_before_answer(e:Exception, times:list)->bool:
+    "Did a kept-alive connection close as the request went out, before any answer? (llama.cpp's server closes one after 5 requests.)"
+    return not times and type(e).__name__ == "RemoteProtocolError" and "without sending a response" in str(e)
+
+async def stream_request(client, url:str, body:dict, t0:float, headers:dict|None=None, retry:bool=True)->RequestResult:
+    "Send one streaming request and time its events; sent once more if the connection closed before any answer (see above)."
     start = time.perf_counter(); times, usage, n_events = [], None, 0
     try:
         async with client.stream("POST", url, json=body, headers=headers or {}) as r:
@@ -62,6 +66,7 @@ async def stream_request(client, url:str, body:dict, t0:float, headers:dict|None
                     piece = ch.get("text") if "text" in ch else (ch.get("delta") or {}).get("content")
                     if piece: times.append(now); n_events += 1
     except Exception as e:
+        if retry and _closed_before_answer(e, times): return await stream_request(client, url, body, t0, headers, retry=False)
         return RequestResult(False, 0, start - t0, time.perf_counter() - start, error=f"{type(e).__name__}: {e}")
     end = time.perf_counter()
     return RequestResult(True, 200, start - t0, end - start, ttft=times[0] - start if times else None, itl=[b - a for a, b in zip(times, times[1:])],
