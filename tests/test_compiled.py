@@ -38,3 +38,23 @@ def test_compiled_engine_gives_transformers_tokens_from_two_graphs(tiny_base):
     for ids, n, got in zip(prompts + [prompts[2]] + with_prefix, new_tokens + [4, 6, 6, 6], first + [alone] + cached):
         ref = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
         assert got == ref
+
+def test_a_second_start_loads_the_decode_packages(tiny_base):
+    "The decode packages the first start built (the test above, or this one) are loaded by the next start of the same model and settings, not built again, and give `generate`'s tokens (what changes a package's key: the notebook)."
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from llmft.serve.engine import TransformersEngine, EngineSettings, GenerationRequest, SamplingParams
+    tok, model = AutoTokenizer.from_pretrained(str(tiny_base)), AutoModelForCausalLM.from_pretrained(str(tiny_base)).eval()
+    ids = tok("Return the sum of").input_ids
+    def start_and_generate(**kw):
+        engine = TransformersEngine(EngineSettings(model=str(tiny_base), cpu_compile=True, **kw))
+        async def run():
+            await engine.start()
+            out = [t async for o in engine.generate(GenerationRequest("r", ids, SamplingParams(max_tokens=8, temperature=0, ignore_eos=True))) for t in o.token_ids]
+            await engine.shutdown(0)
+            return out
+        return asyncio.run(run()), engine.health()["cpu_compile"]
+    start_and_generate(max_batch=8)
+    got, note = start_and_generate(max_batch=8)
+    assert "batch ≤ 4 loaded" in note and "batch ≤ 9 loaded" in note and "built" not in note, note
+    ref = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
+    assert got == ref

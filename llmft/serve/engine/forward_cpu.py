@@ -4,7 +4,8 @@
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #cc601e63
 from __future__ import annotations
-import functools, os, time, warnings
+import functools, hashlib, inspect, os, platform, time, warnings
+from pathlib import Path
 from fastcore.basics import patch
 from ...core import require, llmft_home
 from .interface import EngineSettings
@@ -12,7 +13,8 @@ from .kv_cache import ForwardPath, EagerForward, step_mask
 from .loading import spare_memory_bytes
 
 # %% auto #0
-__all__ = ['slot_forward_problem', 'SlotForward', 'prefill_dtype_choice', 'compile_decision']
+__all__ = ['SMALL_BATCH', 'slot_forward_problem', 'SlotForward', 'package_key', 'decode_package', 'prefill_dtype_choice',
+           'compile_decision']
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #6876806a
 def slot_forward_problem(model)->str|None:
@@ -131,12 +133,12 @@ def _prefill_pass(self, ids, positions, start:int, kv_len:int, last, lengths):
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #794b7923
 class SlotForward(ForwardPath):
-    "Prefill and decode passes of a Llama decoder over a `SlotKVCache`, through `torch.compile` with dynamic shapes (or eagerly)."
-    def __init__(self, model, cache, compile:bool=True, prefill_dtype=None):
+    "Prefill and decode passes of a Llama decoder over a `SlotKVCache`: prefill through `torch.compile` with dynamic shapes, decode through AOTInductor packages that `prepare` loads (or all eagerly)."
+    def __init__(self, model, cache, compile:bool=True, prefill_dtype=None, small_batch:bool=True):
         torch = require("torch")
         self.cache, self.compiled, self.dtype = cache, compile, next(model.parameters()).dtype
         self.module = _slot_llama_class()(model, cache).eval()
-        self.run = torch.compile(self.module, dynamic=True) if compile else self.module
+        self.packages, self.small_batch = {}, small_batch  # decode packages by the largest batch each takes (`prepare` loads them)
         self.parts = (_prefill_parts()[0], *(torch.compile(f, dynamic=True) if compile else f for f in _prefill_parts()[1:]))
         self.use_prefill_dtype(prefill_dtype or self.dtype)
 
@@ -154,10 +156,10 @@ class SlotForward(ForwardPath):
         ids, positions = ids.contiguous(), positions.contiguous()  # strides are guarded too: an expanded `positions` would compile a graph of its own
         L = max(kv_len, positions.shape[1], 2 if self.compiled else 1)
         mask = step_mask(positions, L, self.dtype)
-        import torch._inductor.config
-        # weights as constants (packed for oneDNN); a batch of 16 in 16 slots must not make "batch == slots" a rule
-        with torch._inductor.config.patch(freezing=True), torch.fx.experimental._config.patch(use_duck_shape=False):
-            return self.run(ids, positions, rows, mask, last)[:n]
+        if not self.compiled: return self.module(ids, positions, rows, mask, last)[:n]
+        run = next((self.packages[b] for b in sorted(self.packages) if len(ids) <= b), None)
+        if run is None: raise RuntimeError("SlotForward: no decode package for this batch; prepare() loads them")
+        return run(ids, positions, rows, mask, last, self.module.k_cache, self.module.v_cache)[:n]
 
     def prefill(self, ids, positions, start:int, lengths, seqs:list):
         ends = positions[:, 0] + lengths  # each row's length, its cached prefix included
@@ -175,6 +177,68 @@ def use_prefill_dtype(self:SlotForward, dtype):
     self.prefill_weights = [tuple(cast(w) for w in (l.input_layernorm.weight, l.post_attention_layernorm.weight, m.qkv[i], l.self_attn.o_proj.weight, m.gate_up[i], l.mlp.down_proj.weight))
                             for i, l in enumerate(m.layers)]
     self.final_norm, self.prefill_dtype = cast(m.norm.weight), dtype
+
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #329b9738
+SMALL_BATCH = 4  # decode batches of up to this many rows run the package tuned for them
+
+def _cpu_name()->str:
+    "This CPU's model name and vector flags: a package built here may use instructions another CPU lacks."
+    try: info = Path("/proc/cpuinfo").read_text()
+    except OSError: return platform.processor()
+    pick = lambda k: next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith(k)), "")
+    return pick("model name") + " " + " ".join(sorted(f for f in pick("flags").split() if f.startswith(("avx", "amx", "fma", "f16c"))))
+
+def package_key(module, hint:int)->str:
+    "A digest of all a decode package of `module` (a `SlotLlama`) tuned at batch `hint` depends on: weights, cache shape, code, torch, CPU."
+    torch = require("torch")
+    h, k = hashlib.blake2b(digest_size=12), module.k_cache[0]
+    for part in (torch.__version__, _cpu_name(), inspect.getsource(type(module).forward), repr((len(module.k_cache), tuple(k.shape), str(k.dtype), hint))):
+        h.update(part.encode())
+    for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        if not name.startswith(("qkv.", "gate_up.")): h.update(t.detach().contiguous().view(-1).view(torch.uint8).numpy())  # the stacked ones: views of these
+    return h.hexdigest()
+
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #26bc6b36
+@functools.cache
+def _cache_as_input():
+    torch = require("torch")
+    class CacheAsInput(torch.nn.Module):
+        "A `SlotLlama` decode step taking the slot cache's tensors as inputs, so an exported program writes them in place."
+        def __init__(self, m): super().__init__(); self.m = m
+        def forward(self, ids, positions, rows, mask, last, ks, vs):
+            self.m.k_cache, self.m.v_cache = ks, vs
+            return self.m(ids, positions, rows, mask, last)
+    return CacheAsInput
+
+def _build_package(module, hint:int, path:Path):
+    "Export `module`'s decode step (batch 2 … slots, context 2 … max_len) and compile it into `path`, the GEMMs autotuned at batch `hint`."
+    torch = require("torch"); Dim = torch.export.Dim
+    ks, vs = module.k_cache, module.v_cache
+    S, n, B = ks[0].shape[0], len(ks), max(2, min(hint, ks[0].shape[0]))
+    pos = torch.ones(B, 1, dtype=torch.long, device=ks[0].device)
+    args = (pos * 0, pos, torch.arange(B, device=pos.device), step_mask(pos, 2, module.embed.weight.dtype), pos[:, 0] * 0, ks, vs)
+    b, l = Dim("batch", min=2, max=S), Dim("context", min=2, max=ks[0].shape[2] - 1)
+    shapes = dict(ids={0: b}, positions={0: b}, rows={0: b}, mask={0: b, 3: l}, last={0: b}, ks=[None] * n, vs=[None] * n)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The tensor attributes")  # CacheAsInput sets them on purpose
+            program = torch.export.export(_cache_as_input()(module), args, dynamic_shapes=shapes)
+    finally: module.k_cache, module.v_cache = ks, vs  # export ran the step with stand-ins for them
+    part = path.with_suffix(".part.pt2")
+    torch._inductor.aoti_compile_and_package(program, package_path=str(part),
+        inductor_configs=dict(freezing=True, max_autotune=True, max_autotune_gemm_backends="CPP,ATEN"))
+    os.replace(part, path)
+
+def decode_package(module, hint:int, home:Path|None=None)->tuple:
+    "(the decode package of `module` tuned at batch `hint`, 'loaded' or 'built', seconds): from `home/aoti` (default `LLMFT_HOME`), built there first if missing."
+    torch = require("torch"); from filelock import FileLock
+    folder = Path(home or llmft_home())/"aoti"; folder.mkdir(parents=True, exist_ok=True)
+    t = time.time(); path = folder/f"decode-{package_key(module, hint)}.pt2"
+    with FileLock(str(path) + ".lock"):
+        how = "loaded" if path.exists() else "built"
+        if how == "built":
+            with torch.no_grad(): _build_package(module, hint, path)
+    return torch._inductor.aoti_load_package(str(path)), how, time.time() - t
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #4ded814f
 def _gflops(torch, x, w, reps:int=3)->float:
@@ -214,7 +278,7 @@ def compile_decision(s:EngineSettings, model, device, dtype)->tuple[bool, str]:
 
 @patch
 def prepare(self:SlotForward, engine)->ForwardPath:
-    "Choose the prefill dtype, compile the prefill parts (a small pass) and the decode step (a full batch: Inductor packs the frozen weights for the rows it compiles with) before any request; on failure warn and use transformers' forward."
+    "Choose the prefill dtype, compile the prefill parts (a small pass), load or build the decode packages and take one step before any request; on failure warn and use transformers' forward."
     torch, e = require("torch"), engine
     dtype, e.notes["cpu_prefill"] = prefill_dtype_choice(e.s.cpu_prefill_dtype, e.model)
     self.use_prefill_dtype(dtype)
@@ -224,9 +288,12 @@ def prepare(self:SlotForward, engine)->ForwardPath:
         ids, pos = torch.zeros(rows, n, dtype=torch.long, device=e.device), torch.arange(n, device=e.device).expand(rows, n)
         last = torch.full((rows,), n - 1, device=e.device)
         self(ids[:2], pos[:2], 0, n, last[:2], lengths=last[:2] + 1)    # a prefill pass into empty slots
-        prefill_s = time.time() - t
+        prefill_s, done, S = time.time() - t, [], self.cache.slots
+        for limit, hint in ([(SMALL_BATCH, SMALL_BATCH)] if self.small_batch and S > SMALL_BATCH + 1 else []) + [(S, min(32, S))]:
+            self.packages[limit], how, took = decode_package(self.module, hint)
+            done.append(f"batch ≤ {limit} {how} in {took:.0f}s")
         self(ids[:, :1], pos[:, :1] + n, 0, n + 1, last * 0)            # and a decode step
-        e.notes["cpu_compile"] = f"on: compiled in {time.time() - t:.0f}s (prefill {prefill_s:.0f}s, decode {time.time() - t - prefill_s:.0f}s)"
+        e.notes["cpu_compile"] = f"on: compiled in {time.time() - t:.0f}s (prefill {prefill_s:.0f}s; decode packages: {', '.join(done)})"
         return self
     except Exception as err:
         e.notes["cpu_compile"] = f"off: compiling failed ({type(err).__name__}: {err})"[:300]

@@ -140,8 +140,9 @@ class EngineSettings(Config):
     compile_decode: bool = False                     # with cuda_graphs: torch.compile the decode step before capturing it (fused kernels; compiles at start)
     fuse_projections: bool = True                    # no adapters: q/k/v and gate/up projections as one product each (same outputs to rounding)
     prepack: bool = True                             # CPU, bf16 weights: linear layers use oneDNN-packed copies (same results, faster decoding) if the copies fit in 1/4 of free memory
-    cpu_compile: Literal["auto"]|bool = "auto"          # CPU, Llama decoder, no adapters: prefill and decode through torch.compiled code (auto: bf16/fp16 weights; compiles at start)
+    cpu_compile: Literal["auto"]|bool = "auto"          # CPU, Llama decoder, no adapters: prefill through torch.compiled code, decode through AOTInductor packages kept in LLMFT_HOME/aoti (auto: bf16/fp16 weights; compiles or loads at start)
     cpu_prefill_dtype: Literal["auto", "model", "float32"] = "auto"  # compiled CPU forward: what prefill computes in (auto: float32 where this CPU multiplies fp32 a fifth faster than the weights' bf16/fp16 — no AMX — and fp32 copies fit in 1/4 of free memory)
+    cpu_small_batch_decode: bool = True              # compiled CPU forward: a second decode package tuned for batches of ≤ 4 (one stream faster; built once, on the first start)
     enable_prefix_caching: bool = True               # both engines: a prompt that starts like an earlier one reuses its keys and values
     prefix_cache_tokens: int = Field(16384, ge=0)    # transformers engine: how many tokens of keys and values the prefix cache keeps
     # vLLM only

@@ -16,7 +16,7 @@ class SlotKVCache:
     def __init__(self, config, slots:int, max_len:int, dtype, device):
         torch = require("torch")
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        shape = (slots, config.num_key_value_heads, max_len, head_dim)
+        shape = (slots, config.num_key_value_heads, max_len + 1, head_dim)  # one spare position (see above)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
         self.slots, self.max_len, self.start, self.positions, self.kv_len = slots, max_len, 0, None, 0

@@ -112,7 +112,7 @@ def _forward_path(self:TransformersEngine, tune:bool):
     tokens = s.prefix_cache_tokens if s.enable_prefix_caching else 0
     self.prefix = PrefixCache(self.config, tokens, self.dtype, self.device) if tokens >= 16 else None
     self.notes["prefix_cache"] = f"on: {self.prefix.size} blocks of {self.prefix.block} tokens" if self.prefix else "off"
-    if compiled: return SlotForward(self.model, self.cache, compile=True)
+    if compiled: return SlotForward(self.model, self.cache, compile=True, small_batch=self.s.cpu_small_batch_decode)
     if graphs: return StaticDecode(self, compile=s.compile_decode)
     return EagerForward(self.model, self.cache, self.dtype, adapters=bool(self.adapters))
 
