@@ -229,6 +229,7 @@ def _build_package(module, hint:int, path:Path):
         inductor_configs=dict(freezing=True, max_autotune=True, max_autotune_gemm_backends="CPP,ATEN"))
     os.replace(part, path)
 
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #72aa4f9d
 def decode_package(module, hint:int, home:Path|None=None)->tuple:
     "(the decode package of `module` tuned at batch `hint`, 'loaded' or 'built', seconds): from `home/aoti` (default `LLMFT_HOME`), built there first if missing."
     torch = require("torch"); from filelock import FileLock
