@@ -270,9 +270,10 @@ def compile_decision(s:EngineSettings, model, device, dtype)->tuple[bool, str]:
     if s.cpu_compile is False: return False, "off"
     problem = "not on a CPU" if device.type != "cpu" else "serving adapters" if s.adapters or s.allow_runtime_lora else slot_forward_problem(model)
     if problem is None and s.cpu_compile == "auto":
-        spare, weights = spare_memory_bytes(), sum(p.nbytes for p in model.parameters())
+        spare = spare_memory_bytes()
+        copies = sum(p.nbytes for p in model.parameters()) * (2 if s.cpu_small_batch_decode else 1)  # each decode package holds its own copy of the weights
         if dtype not in (torch.bfloat16, torch.float16): problem = f"{dtype} weights (auto compiles bf16 and fp16 ones)"
-        elif spare is not None and weights > spare: problem = f"the packed copy of {weights / 2**30:.1f} GiB of weights would take over 1/4 of free memory"
+        elif spare is not None and copies > spare: problem = f"the decode packages' {copies / 2**30:.1f} GiB of weights would take over 1/4 of free memory"
     if problem is None: return True, "compiling"
     if s.cpu_compile is True: raise ValueError(f"cpu_compile=true, but llmft can't compile this model: {problem}")
     return False, f"off: {problem}"
