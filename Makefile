@@ -17,7 +17,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test install export sync-check lint nbtest pytest clean vllm-env test-vllm
+.PHONY: demo test install export sync-check lint nbtest pytest clean vllm-env test-vllm trl-env
 
 $(BIN)/.installed: settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,18 @@ $(VLLM_VENV)/.installed: tools/vllm_env.sh settings.ini setup.py
 	touch $@
 
 vllm-env: $(VLLM_VENV)/.installed
+
+# TRL in its own environment, for bench/train_throughput.py's TRL rows (a benchmark dependency, never a test one).
+TRL_VENV ?= .venv-trl
+TRL ?= trl==1.16.0
+$(TRL_VENV)/.installed:
+	test -x $(TRL_VENV)/bin/python || $(PYTHON) -m venv $(TRL_VENV)
+	$(TRL_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TRL_VENV)/bin/python -c "import torch" 2>/dev/null || $(TRL_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(TRL_VENV)/bin/python -m pip install -q "$(TRL)" peft
+	touch $@
+
+trl-env: $(TRL_VENV)/.installed
 
 # Both cores for vLLM's worker (its default keeps one for the API process), 1 GiB of KV cache, its compile cache in LLMFT_HOME.
 test-vllm: vllm-env

@@ -54,7 +54,8 @@ class _RunRecord:
                     versions=json.dumps({k: v for k, v in library_versions().items() if v}))
         for k, v in tags.items(): self.client.set_tag(self.run_id, k, v)
     def on_data(self, info:dict):
-        for split, d in info.items():
+        for k, v in info.get("precision", {}).items(): self.client.set_tag(self.run_id, f"precision.{k}", str(v))  # what auto chose, and why
+        for split, d in ((s, d) for s, d in info.items() if s.endswith("_info")):
             for k in ("fingerprint", "examples", "dropped", "truncated", "source"): self.client.set_tag(self.run_id, f"data.{split.removesuffix('_info')}.{k}", str(d[k]))
     def finish(self, summary:dict):
         mlflow, now = require("mlflow"), int(time.time() * 1000)

@@ -14,12 +14,12 @@ from .config import TrainConfig, QuantSettings
 from .lora import apply_lora, trainable_report
 
 # %% auto #0
-__all__ = ['RUN_RECORD', 'FeatureDataset', 'feature_collator', 'prepare_data', 'TrainingDiverged', 'dataset_nll',
+__all__ = ['BF16_SPEEDUP', 'RUN_RECORD', 'FeatureDataset', 'feature_collator', 'prepare_data', 'TrainingDiverged', 'dataset_nll',
            'load_tokenizer', 'load_base_model', 'load_base', 'packed_segment_index', 'packed_attention',
-           'use_packed_attention', 'training_arguments', 'tokenized_data', 'build_trainer', 'save_adapter',
-           'checkpoint_problem', 'adapter_file_problem', 'latest_checkpoint', 'check_output_dir', 'own_checkpoint',
-           'start_training', 'checkpoint_stamp', 'train', 'load_finetuned', 'check_adapter_matches', 'stop_after_step',
-           'export_merged']
+           'use_packed_attention', 'layer_inputs', 'step_seconds', 'precision_choice', 'training_arguments',
+           'tokenized_data', 'build_trainer', 'save_adapter', 'checkpoint_problem', 'adapter_file_problem',
+           'latest_checkpoint', 'check_output_dir', 'own_checkpoint', 'start_training', 'checkpoint_stamp', 'train',
+           'load_finetuned', 'check_adapter_matches', 'stop_after_step', 'export_merged']
 
 # %% ../nbs/03b_train.ipynb #97609393
 class FeatureDataset:
@@ -182,9 +182,71 @@ def use_packed_attention(model):
     (model.get_base_model() if hasattr(model, "get_base_model") else model).set_attn_implementation("llmft_packed")
     return model
 
+# %% ../nbs/03b_train.ipynb #f8f6471b
+BF16_SPEEDUP = 1.2  # auto takes bf16 autocast on a CPU only when a decoder layer's training step is at least this much faster in it
+
+def _cpu_has_bf16()->bool:
+    "Whether this CPU has native bf16 products (avx512_bf16 or amx_bf16 in /proc/cpuinfo); True where that cannot be read (the timing decides)."
+    try: flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split()
+    except (OSError, StopIteration): return True
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+class _Captured(Exception): pass
+
+def layer_inputs(model, batch:dict)->tuple:
+    "(the first decoder layer of `model`, the args and kwargs it is called with on `batch`): the forward stops there."
+    torch, got = require("torch"), {}
+    layer = max((m for m in model.modules() if isinstance(m, torch.nn.ModuleList)), key=len)[0]  # the decoder's stack: its longest list
+    def grab(module, args, kwargs): got.update(args=args, kwargs=kwargs); raise _Captured
+    hook = layer.register_forward_pre_hook(grab, with_kwargs=True)
+    try: model(**batch, use_cache=False)  # no KV cache: timing calls must not grow one
+    except _Captured: pass
+    finally: hook.remove()
+    return layer, got["args"], got["kwargs"]
+
+def step_seconds(layer, args:tuple, kwargs:dict, bf16:bool)->float:
+    "Seconds of one forward and backward pass of a decoder `layer` on its inputs, in bf16 autocast or fp32 (input gradients too, as for every layer but the first); gradients cleared after."
+    torch = require("torch"); t = time.perf_counter()
+    x = (args[0] if args else kwargs["hidden_states"]).detach().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = layer(x, *args[1:], **{k: v for k, v in kwargs.items() if k != "hidden_states"})
+    (out[0] if isinstance(out, tuple) else out).float().sum().backward(); layer.zero_grad(set_to_none=True)
+    return time.perf_counter() - t
+
+
+# %% ../nbs/03b_train.ipynb #5e03898c
+def _timed_choice(model, batch:dict, reps:int=3)->dict:
+    torch = require("torch"); rng, training, t = torch.get_rng_state(), model.training, time.perf_counter()
+    try:
+        model.train()
+        layer, args, kwargs = layer_inputs(model, batch)
+        runs = {False: [], True: []}
+        for _ in range(reps + 1):  # the first of each: a warm-up (kernels set up)
+            for bf16 in runs: runs[bf16].append(step_seconds(layer, args, kwargs, bf16))
+    finally: torch.set_rng_state(rng); model.train(training)
+    fp32, bf16 = min(runs[False][1:]), min(runs[True][1:])
+    pick, shape = "bf16" if fp32 >= BF16_SPEEDUP * bf16 else "fp32", "×".join(map(str, batch["input_ids"].shape))
+    return dict(precision=pick, fp32_s=round(fp32, 4), bf16_s=round(bf16, 4), timing_s=round(time.perf_counter() - t, 2),
+                why=f"timed: a decoder layer's forward and backward on the first batch ({shape} tokens) took {1000 * fp32:.3g} ms in fp32, "
+                    f"{1000 * bf16:.3g} ms in bf16 autocast (best of {reps})")
+
+# %% ../nbs/03b_train.ipynb #ee1e8661
+def precision_choice(cfg:TrainConfig, model, batch:dict)->dict:
+    "{'precision': 'fp32' or 'bf16', 'why': ...} for a run of `cfg` on `model`, timing `batch` where `auto` leaves it to this CPU (see above)."
+    torch = require("torch")
+    if cfg.precision != "auto": return dict(precision=cfg.precision, why=f"precision={cfg.precision} in the config")
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported() and cfg.quantization.bits is None
+        return dict(precision="bf16" if bf16 else "fp32", why="GPU: bf16 autocast" if bf16 else "GPU: fp32 (no bf16, or a 4-bit base computing in its compute_dtype)")
+    if cfg.quantization.bits: return dict(precision="fp32", why="4-bit base on a CPU: fp32, not timed")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1: return dict(precision="fp32", why="several processes: fp32, not timed (ranks must agree; set precision=bf16 to use it)")
+    if not _cpu_has_bf16(): return dict(precision="fp32", why="this CPU has no native bf16 (avx512_bf16, amx_bf16)")
+    return _timed_choice(model, batch)
+
+
 # %% ../nbs/03b_train.ipynb #6caeeb6c
-def training_arguments(cfg:TrainConfig):
-    "transformers `TrainingArguments` for a config."
+def training_arguments(cfg:TrainConfig, bf16:bool|None=None):
+    "transformers `TrainingArguments` for a config; `bf16`: train in bf16 autocast (default: as `precision_choice` decides without timing)."
     tf, torch = require("transformers"), require("torch")
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in inspect.signature(tf.TrainingArguments).parameters else "gradient_checkpointing"  # renamed in transformers 5.2x
     return tf.TrainingArguments(
@@ -195,7 +257,7 @@ def training_arguments(cfg:TrainConfig):
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, seed=cfg.seed, data_seed=cfg.seed,
         max_grad_norm=cfg.max_grad_norm, **{checkpointing: cfg.gradient_checkpointing}, train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         remove_unused_columns=False, report_to=[], dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
-        bf16=cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported() and cfg.quantization.bits is None),
+        bf16=bf16 if bf16 is not None else cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported() and cfg.quantization.bits is None),
         disable_tqdm=False, save_only_model=False)
 
 def tokenized_data(cfg:TrainConfig)->tuple:
@@ -203,8 +265,8 @@ def tokenized_data(cfg:TrainConfig)->tuple:
     tok = load_tokenizer(resolve_model(cfg.model, 0))
     return tok, prepare_data(cfg, tok)
 
-def build_trainer(cfg:TrainConfig, callbacks:list=(), data:tuple|None=None)->tuple:
-    "(trainer, data info) for a config: data prepared (unless given, from `tokenized_data`), base loaded, LoRA applied."
+def build_trainer(cfg:TrainConfig, callbacks:list=(), data:tuple|None=None, precision:dict|None=None)->tuple:
+    "(trainer, info: the data's and the `precision` it trains in) for a config: data prepared (unless given), base loaded, LoRA applied, precision chosen (unless given)."
     tok, data = data or tokenized_data(cfg)  # before the model: bad data stops the run before anything heavy loads
     tf = require("transformers")
     tf.set_seed(cfg.seed)
@@ -214,9 +276,11 @@ def build_trainer(cfg:TrainConfig, callbacks:list=(), data:tuple|None=None)->tup
     if cfg.lean_activations: lean_activations(model, mlp=None if cfg.gradient_checkpointing else cfg.mlp_activations)
     if cfg.data.packing and model.config._attn_implementation == "sdpa": use_packed_attention(model)
     if cfg.gradient_checkpointing: model.enable_input_require_grads()
-    trainer = _trainer_class()(model=model, args=training_arguments(cfg), train_dataset=data["train"], eval_dataset=data["validation"],
-                               data_collator=feature_collator(tok.pad_token_id), processing_class=tok, callbacks=list(callbacks))
-    return trainer, {k: v for k, v in data.items() if k.endswith("_info")}
+    collator, train_set = feature_collator(tok.pad_token_id), data["train"]
+    precision = precision or precision_choice(cfg, model, collator([train_set[i] for i in range(min(len(train_set), cfg.batch_size))]))
+    trainer = _trainer_class()(model=model, args=training_arguments(cfg, precision["precision"] == "bf16"), train_dataset=train_set,
+                               eval_dataset=data["validation"], data_collator=collator, processing_class=tok, callbacks=list(callbacks))
+    return trainer, {k: v for k, v in data.items() if k.endswith("_info")} | dict(precision=precision)
 
 # %% ../nbs/03b_train.ipynb #5fad7232
 def save_adapter(model, tokenizer, cfg:TrainConfig, out:str|Path, extra:dict|None=None)->Path:
@@ -330,19 +394,22 @@ def train(cfg:TrainConfig,          # the training configuration
     "Fine-tune with LoRA (or QLoRA), resume if asked, save the adapter; returns a summary."
     out = Path(cfg.output_dir)
     train_id, resume_from = start or start_training(cfg)
-    data = data or tokenized_data(cfg)
-    trainer, info = build_trainer(cfg, [checkpoint_stamp(train_id), *callbacks], data)
+    data, record = data or tokenized_data(cfg), out/RUN_RECORD
+    recorded = json.loads(record.read_text()).get("precision") if resume_from and record.exists() else None  # a resumed run keeps its precision
+    trainer, info = build_trainer(cfg, [checkpoint_stamp(train_id), *callbacks], data, recorded)
+    if not resume_from and _main_process() and record.exists(): record.write_text(json.dumps(json.loads(record.read_text()) | dict(precision=info["precision"]), indent=2))
     for cb in callbacks:
-        if hasattr(cb, "on_data"): cb.on_data(info)  # e.g. tracking records the dataset fingerprints
+        if hasattr(cb, "on_data"): cb.on_data(info)  # e.g. tracking records the dataset fingerprints and the precision
+    precision = info.pop("precision")
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.time() - t0
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
     adapter = out/"adapter"
-    if trainer.is_world_process_zero(): save_adapter(trainer.model, trainer.processing_class, cfg, adapter, dict(data=info, train_id=train_id))
+    if trainer.is_world_process_zero(): save_adapter(trainer.model, trainer.processing_class, cfg, adapter, dict(data=info, precision=precision, train_id=train_id))
     summary = dict(adapter=str(adapter), steps=trainer.state.global_step, train_seconds=round(seconds, 2), train_id=train_id,
                    train_loss=result.training_loss, tokens_per_s=round(trainer._tokens / max(seconds, 1e-9), 1),
-                   **{k: v for k, v in metrics.items()}, trainable=trainable_report(trainer.model), data=info,
+                   **{k: v for k, v in metrics.items()}, trainable=trainable_report(trainer.model), data=info, precision=precision,
                    log_history=trainer.state.log_history)
     if trainer.is_world_process_zero(): (out/"train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
