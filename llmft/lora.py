@@ -53,16 +53,22 @@ def _rank_scaled_forward():
         kwargs.pop("alora_offsets", None)
         result = self.base_layer(x, *args, **kwargs)
         dtype, autocast = result.dtype, torch.is_autocast_enabled(result.device.type)
+        exact = autocast and x.dtype == torch.float32  # fp32 weights under bf16 autocast: the update and its sum in fp32 (see above)
+        if exact: result = result.float()
         for name in self.active_adapters:
             if name not in self.lora_A: continue
             A, B, x_in = self.lora_A[name], self.lora_B[name], self.lora_dropout[name](x)
+            if exact:
+                with torch.autocast(result.device.type, enabled=False):
+                    result = result + F.linear(F.linear(x_in, A.weight, A.bias) * self.scaling[name], B.weight, B.bias)
+                continue
             dt = x_in.dtype  # weights cast to the input's dtype (what autocast does), not the input copied to theirs
             h = F.linear(x_in, A.weight.to(dt), None if A.bias is None else A.bias.to(dt)) * self.scaling[name]
             if result.dim() == 3 and B.bias is None and not autocast and h.dtype == result.dtype:
                 update = (h, B.weight.to(h.dtype).t().expand(len(h), -1, -1))  # added by the matmul: no separate pass over the output
                 result = torch.baddbmm(result, *update) if result._is_view() else result.baddbmm_(*update)  # a 4-bit layer's output can be a view autograd forbids changing
             else: result = result + F.linear(h, B.weight.to(h.dtype), None if B.bias is None else B.bias.to(h.dtype))
-        return result.to(dtype)
+        return result if exact else result.to(dtype)
     return forward
 
 @functools.cache
