@@ -91,11 +91,12 @@ for rep in range(args.repeats):
         runs[name].append(round(fn(), 2)); print(rep, name, runs[name][-1], "s", flush=True)
 results = {name: dict(seconds=min(t), median_seconds=sorted(t)[len(t) // 2], runs=t, supervised_tokens_per_s=round(supervised / min(t), 1)) for name, t in runs.items()}
 for name, r in results.items():  # against the plain trainer at the same precision; from medians too, to show how much the statistic matters
-    ref = results["plain Trainer + PEFT" + (", bf16 autocast" if "bf16" in name else "")]
-    r["ratio_vs_plain"] = round(ref["seconds"] / r["seconds"], 2)
-    r["median_ratio_vs_plain"] = round(ref["median_seconds"] / r["median_seconds"], 2)
-    paired = sorted(a / b for a, b in zip(ref["runs"], r["runs"]))  # each round against the plain run of the same round: drift cancels
-    r["paired_ratios"], r["median_paired_ratio"] = [round(x, 2) for x in paired], round(statistics.median(paired), 2)
+    ref = results.get("plain Trainer + PEFT" + (", bf16 autocast" if "bf16" in name else ""))
+    if ref:  # (a TRL row chosen alone with --rows has no plain bf16 row beside it)
+        r["ratio_vs_plain"] = round(ref["seconds"] / r["seconds"], 2)
+        r["median_ratio_vs_plain"] = round(ref["median_seconds"] / r["median_seconds"], 2)
+        paired = sorted(a / b for a, b in zip(ref["runs"], r["runs"]))  # each round against the plain run of the same round: drift cancels
+        r["paired_ratios"], r["median_paired_ratio"] = [round(x, 2) for x in paired], round(statistics.median(paired), 2)
     if TRL_DEFAULTS in results:  # against TRL's defaults, whatever the row's precision: the comparison a user makes
         trl_ref = results[TRL_DEFAULTS]
         r["ratio_vs_trl"], r["median_paired_ratio_vs_trl"] = round(trl_ref["seconds"] / r["seconds"], 2), round(statistics.median(a / b for a, b in zip(trl_ref["runs"], r["runs"])), 2)
@@ -104,7 +105,8 @@ report = dict(model=args.model, examples=args.examples, supervised_tokens=superv
               max_length=args.max_length, repeats=args.repeats, machine=dict(platform=platform.platform(), cpu=cpu_model(), cpus=os.cpu_count(), torch_threads=torch.get_num_threads()), results=results)
 (out/"train_throughput.json").write_text(json.dumps(report, indent=2))
 vs_trl = lambda v: f" {v['ratio_vs_trl']}× ({v['median_paired_ratio_vs_trl']}×) |" if "ratio_vs_trl" in v else ""
-table = "\n".join(f"| {k} | {' / '.join(map(str, v['runs']))} | {v['supervised_tokens_per_s']} | {v['ratio_vs_plain']}× | {v['median_ratio_vs_plain']}× | {v['median_paired_ratio']}× |{vs_trl(v)}" for k, v in results.items())
+vs_plain = lambda v: f" {v['ratio_vs_plain']}× | {v['median_ratio_vs_plain']}× | {v['median_paired_ratio']}× |" if "ratio_vs_plain" in v else " – | – | – |"
+table = "\n".join(f"| {k} | {' / '.join(map(str, v['runs']))} | {v['supervised_tokens_per_s']} |{vs_plain(v)}{vs_trl(v)}" for k, v in results.items())
 trl_head = (" vs TRL's defaults (fastest; median per-round) |", "---|") if TRL_DEFAULTS in results else ("", "")
 curve_lines = "".join(f"\n- {k}: losses every 4 steps {[round(x, 3) for x in v['losses']]}" + (f"; precision {v['precision']['precision']} ({v['precision']['why']})" if "precision" in v else "")
                       for k, v in results.items() if "losses" in v)

@@ -53,14 +53,14 @@ def _rank_scaled_forward():
         kwargs.pop("alora_offsets", None)
         result = self.base_layer(x, *args, **kwargs)
         dtype, autocast = result.dtype, torch.is_autocast_enabled(result.device.type)
-        exact = autocast and x.dtype == torch.float32  # fp32 weights under bf16 autocast: the update and its sum in fp32 (see above)
+        exact = autocast and getattr(self.base_layer, "weight", None) is not None and self.base_layer.weight.dtype == torch.float32  # fp32 weights under bf16 autocast: the update and its sum in fp32 (see above)
         if exact: result = result.float()
         for name in self.active_adapters:
             if name not in self.lora_A: continue
             A, B, x_in = self.lora_A[name], self.lora_B[name], self.lora_dropout[name](x)
             if exact:
                 with torch.autocast(result.device.type, enabled=False):
-                    result = result + F.linear(F.linear(x_in, A.weight, A.bias) * self.scaling[name], B.weight, B.bias)
+                    result = result + F.linear(F.linear(x_in.float(), A.weight, A.bias) * self.scaling[name], B.weight, B.bias)
                 continue
             dt = x_in.dtype  # weights cast to the input's dtype (what autocast does), not the input copied to theirs
             h = F.linear(x_in, A.weight.to(dt), None if A.bias is None else A.bias.to(dt)) * self.scaling[name]
