@@ -63,7 +63,8 @@ def llmft(**update) -> float:
     shutil.rmtree(out/"llmft", ignore_errors=True)  # each row trains afresh: an output folder holds one run (llmft refuses another's checkpoints)
     cfg = TrainConfig(model=base, output_dir=str(out/"llmft"), max_steps=0, epochs=1, batch_size=args.batch_size, lr=3e-4, save_steps=10**6,
                       logging_steps=4, tracking=TrackingSettings(enabled=False), data=data, lora=LoraSettings(r=16, alpha=32))
-    s = train(cfg.model_copy(update=update)); name = update.pop("_name", None)
+    name = update.pop("_name", None)  # the row's name, not a config field
+    s = train(cfg.model_copy(update=update))
     if name: curves[name] = dict(losses=[h["loss"] for h in s["log_history"] if "loss" in h], precision=s["precision"])
     return s["train_seconds"] + s["precision"].get("timing_s", 0)  # a default run pays for its precision timing
 
