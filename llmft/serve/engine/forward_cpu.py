@@ -13,8 +13,8 @@ from .kv_cache import ForwardPath, EagerForward, step_mask
 from .loading import spare_memory_bytes
 
 # %% auto #0
-__all__ = ['SMALL_BATCH', 'slot_forward_problem', 'SlotForward', 'package_key', 'decode_package', 'prefill_dtype_choice',
-           'compile_decision']
+__all__ = ['SMALL_BATCH', 'SMALL_PAYS', 'slot_forward_problem', 'SlotForward', 'package_key', 'decode_package',
+           'prefill_dtype_choice', 'compile_decision', 'small_package_pays']
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #6876806a
 def slot_forward_problem(model)->str|None:
@@ -278,6 +278,33 @@ def compile_decision(s:EngineSettings, model, device, dtype)->tuple[bool, str]:
     if s.cpu_compile is True: raise ValueError(f"cpu_compile=true, but llmft can't compile this model: {problem}")
     return False, f"off: {problem}"
 
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #6028b642
+SMALL_PAYS = 1.05  # the small-batch package must be this much faster at batch 2 to be used
+
+def small_package_pays(small_ms:float, big_ms:float)->bool:
+    "Whether a decode step at batch 2 through the small-batch package (`small_ms`) is faster enough than through the other one."
+    return small_ms * SMALL_PAYS < big_ms
+
+def _step_ms(self, run, reps:int=5)->float:
+    "Median milliseconds of a decode step through package `run` at batch 2, in slots 0 and 1 at position 8 (before any request: nothing to overwrite)."
+    torch, m = require("torch"), self.module
+    pos = torch.full((2, 1), 8, device=m.inv_freq.device)
+    args = (pos * 0, pos, torch.arange(2, device=pos.device), step_mask(pos, 9, self.dtype), pos[:, 0] * 0, m.k_cache, m.v_cache)
+    run(*args); times = []
+    for _ in range(reps):
+        t = time.perf_counter(); run(*args); times.append(time.perf_counter() - t)
+    return 1000 * sorted(times)[reps // 2]
+
+@patch
+def _keep_small_package(self:SlotForward)->str:
+    "Time both decode packages at batch 2 and drop the small-batch one unless it pays (above); what `health()` adds about it."
+    small, big = sorted(self.packages)
+    ms = {b: _step_ms(self, self.packages[b]) for b in (small, big)}
+    used = small_package_pays(ms[small], ms[big])
+    if not used: del self.packages[small]
+    return f" ({ms[small]:.1f} ms a step at batch 2 vs {ms[big]:.1f}: {'used' if used else 'not used'})"
+
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #a6790a5b
 @patch
 def prepare(self:SlotForward, engine)->ForwardPath:
     "Choose the prefill dtype, compile the prefill parts (a small pass), load or build the decode packages and take one step before any request; on failure warn and use transformers' forward."
@@ -294,6 +321,7 @@ def prepare(self:SlotForward, engine)->ForwardPath:
         for limit, hint in ([(SMALL_BATCH, SMALL_BATCH)] if self.small_batch and S > SMALL_BATCH + 1 else []) + [(S, min(32, S))]:
             self.packages[limit], how, took = decode_package(self.module, hint)
             done.append(f"batch ≤ {limit} {how} in {took:.0f}s")
+        if len(self.packages) == 2: done[0] += self._keep_small_package()
         self(ids[:, :1], pos[:, :1] + n, 0, n + 1, last * 0)            # and a decode step
         e.notes["cpu_compile"] = f"on: compiled in {time.time() - t:.0f}s (prefill {prefill_s:.0f}s; decode packages: {', '.join(done)})"
         return self

@@ -142,7 +142,7 @@ class EngineSettings(Config):
     prepack: bool = True                             # CPU, bf16 weights: linear layers use oneDNN-packed copies (same results, faster decoding) if the copies fit in 1/4 of free memory
     cpu_compile: Literal["auto"]|bool = "auto"          # CPU, Llama decoder, no adapters: prefill through torch.compiled code, decode through AOTInductor packages kept in LLMFT_HOME/aoti (auto: bf16/fp16 weights; compiles or loads at start)
     cpu_prefill_dtype: Literal["auto", "model", "float32"] = "auto"  # compiled CPU forward: what prefill computes in (auto: float32 where this CPU multiplies fp32 a fifth faster than the weights' bf16/fp16 — no AMX — and fp32 copies fit in 1/4 of free memory)
-    cpu_small_batch_decode: bool = True              # compiled CPU forward: a second decode package tuned for batches of ≤ 4 (one stream faster; built once, on the first start)
+    cpu_small_batch_decode: bool = True              # compiled CPU forward: a second decode package tuned for batches of ≤ 4 (built once, on the first start; used where it times faster at start)
     enable_prefix_caching: bool = True               # both engines: a prompt that starts like an earlier one reuses its keys and values
     prefix_cache_tokens: int = Field(16384, ge=0)    # transformers engine: how many tokens of keys and values the prefix cache keeps
     # vLLM only
