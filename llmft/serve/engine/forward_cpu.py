@@ -13,7 +13,7 @@ from .kv_cache import ForwardPath, EagerForward, step_mask
 from .loading import spare_memory_bytes
 
 # %% auto #0
-__all__ = ['SMALL_BATCH', 'SMALL_PAYS', 'slot_forward_problem', 'SlotForward', 'package_key', 'decode_package',
+__all__ = ['SMALL_BATCH', 'SMALL_PAYS', 'slot_forward_problem', 'SlotForward', 'gemm_backends', 'package_key', 'decode_package',
            'prefill_dtype_choice', 'compile_decision', 'small_package_pays']
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #6876806a
@@ -40,7 +40,7 @@ def _stack(module, names):
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #5146b8ff
 def _slot_llama_init(self, model, cache):
-    "The pieces of a Llama decoder `SlotLlama` computes with: its layers, the cache's tensors, and q/k/v and gate/up weights stacked (as views, no copy)."
+    "The pieces of a Llama decoder `SlotLlama` computes with: its layers, the cache's tensors, q/k/v and gate/up weights stacked (as views, no copy), and a table of the rotary cosines and sines."
     torch = require("torch")
     torch.nn.Module.__init__(self)
     m, c = model.model, model.config
@@ -49,6 +49,9 @@ def _slot_llama_init(self, model, cache):
     self.heads, self.kv_heads = c.num_attention_heads, c.num_key_value_heads
     self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     self.register_buffer("inv_freq", m.rotary_emb.inv_freq.float().clone(), persistent=False)
+    angles = torch.arange(cache.k[0].shape[2], device=self.inv_freq.device).float()[:, None] * self.inv_freq
+    angles, dt = torch.cat((angles, angles), -1), m.embed_tokens.weight.dtype  # every cache place's rotary angles: looked up, not computed, in a step
+    self.register_buffer("rope_cos", angles.cos().to(dt), persistent=False); self.register_buffer("rope_sin", angles.sin().to(dt), persistent=False)
     self.qkv = torch.nn.ParameterList([_stack(l.self_attn, ("q_proj", "k_proj", "v_proj")) for l in self.layers])
     self.gate_up = torch.nn.ParameterList([_stack(l.mlp, ("gate_proj", "up_proj")) for l in self.layers])
 
@@ -69,9 +72,7 @@ def _slot_llama_class():
             B, q = ids.shape
             nh, nkv, hd = self.heads, self.kv_heads, self.head_dim
             x = self.embed(ids)
-            freqs = positions[..., None].float() * self.inv_freq
-            angles = torch.cat((freqs, freqs), -1)
-            cos, sin = angles.cos().to(x.dtype)[:, :, None], angles.sin().to(x.dtype)[:, :, None]
+            cos, sin = self.rope_cos[positions][:, :, None], self.rope_sin[positions][:, :, None]
             L = mask.shape[-1]
             for i, layer in enumerate(self.layers):
                 qkv = F.linear(rms(x, layer.input_layernorm), self.qkv[i]).view(B, q, nh + 2 * nkv, hd)
@@ -81,11 +82,16 @@ def _slot_llama_class():
                 self.v_cache[i][rows[:, None], :, positions] = qkv[:, :, nh + nkv:]
                 keys, values = self.k_cache[i][:B, :, :L], self.v_cache[i][:B, :, :L]
                 # each KV head's query heads as its query rows: one pass over the keys for all of them
-                o = F.scaled_dot_product_attention(qk[:, 0, :nh].reshape(B, nkv, nh // nkv, hd), keys, values, attn_mask=mask, scale=layer.self_attn.scaling)
+                o = self.attend(qk[:, 0, :nh].reshape(B, nkv, nh // nkv, hd), keys, values, mask, layer.self_attn.scaling)
                 x = x + layer.self_attn.o_proj(o.reshape(B, q, nh * hd))
                 gate, up = F.linear(rms(x, layer.post_attention_layernorm), self.gate_up[i]).chunk(2, -1)
                 x = x + layer.mlp.down_proj(F.silu(gate) * up)
             return self.lm_head(rms(x[torch.arange(B, device=x.device), last], self.norm))
+        def attend(self, q, keys, values, mask, scale:float):
+            "Attention of each KV head's query rows `q` (B, nkv, G, hd) over `keys` and `values` (B, nkv, L, hd), in float32 sums; eagerly, `scaled_dot_product_attention`."
+            if not torch.compiler.is_exporting(): return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)
+            s = (q.float()[:, :, :, None] * keys.float()[:, :, None]).sum(-1) * scale + mask
+            return (s.softmax(-1)[..., None] * values.float()[:, :, None]).sum(-2).to(q.dtype)
     return SlotLlama
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #915d7b84
@@ -181,6 +187,10 @@ def use_prefill_dtype(self:SlotForward, dtype):
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #329b9738
 SMALL_BATCH = 4  # decode batches of up to this many rows run the package tuned for them
 
+def gemm_backends(hint:int)->str:
+    "The GEMM kernels autotuning may choose for a package tuned at batch `hint`: the C++ template alone for small batches (oneDNN wins its hot-cache timing, then loses streaming the weights from memory)."
+    return "CPP" if hint <= SMALL_BATCH else "CPP,ATEN"
+
 def _cpu_name()->str:
     "This CPU's model name and vector flags: a package built here may use instructions another CPU lacks."
     try: info = Path("/proc/cpuinfo").read_text()
@@ -192,7 +202,7 @@ def package_key(module, hint:int)->str:
     "A digest of all a decode package of `module` (a `SlotLlama`) tuned at batch `hint` depends on: weights, cache shape, code, torch, CPU."
     torch = require("torch")
     h, k = hashlib.blake2b(digest_size=12), module.k_cache[0]
-    for part in (torch.__version__, _cpu_name(), inspect.getsource(type(module).forward), repr((len(module.k_cache), tuple(k.shape), str(k.dtype), hint))):
+    for part in (torch.__version__, _cpu_name(), inspect.getsource(type(module).forward), inspect.getsource(type(module).attend), repr((len(module.k_cache), tuple(k.shape), str(k.dtype), hint, gemm_backends(hint)))):
         h.update(part.encode())
     for name, t in [*module.named_parameters(), *module.named_buffers()]:
         if not name.startswith(("qkv.", "gate_up.")): h.update(t.detach().contiguous().view(-1).view(torch.uint8).numpy())  # the stacked ones: views of these
@@ -226,7 +236,7 @@ def _build_package(module, hint:int, path:Path):
     finally: module.k_cache, module.v_cache = ks, vs  # export ran the step with stand-ins for them
     part = path.with_suffix(".part.pt2")
     torch._inductor.aoti_compile_and_package(program, package_path=str(part),
-        inductor_configs=dict(freezing=True, max_autotune=True, max_autotune_gemm_backends="CPP,ATEN"))
+        inductor_configs=dict(freezing=True, max_autotune=True, max_autotune_gemm_backends=gemm_backends(hint)))
     os.replace(part, path)
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #72aa4f9d
