@@ -115,27 +115,71 @@ def _prefill_parts():
     return rms, before, after
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #e48fa631
-def _prefill_pass(self, ids, positions, start:int, kv_len:int, last, lengths):
-    "Logits (B, vocab) at column `last[b]`, the prompts `ids` (B, q ≥ 2) written into slots `start` …: layer by layer, in `self.prefill_dtype`."
+def _ragged_inputs(rows:list, device):
+    "The tokens of `rows` [(slot, ids, start)] flattened: ids, positions and slots (N,), and each row's first token's index. One token alone is computed twice (the compiled parts take N ≥ 2) and written once."
+    torch = require("torch")
+    ids, pos, slots, first = [], [], [], []
+    for slot, toks, start in rows:
+        first.append(len(ids)); ids += toks; pos += range(start, start + len(toks)); slots += [slot] * len(toks)
+    if len(ids) == 1: ids, pos, slots = ids * 2, pos * 2, slots * 2
+    t = lambda v: torch.tensor(v, device=device)
+    return t(ids), t(pos), t(slots), first
+
+def _ragged_plan(rows:list, first:list, device)->tuple:
+    "How a pass's attention runs: the rows of one token batched (their tokens' indices, slots, key count and mask), and each longer row alone (index, length, slot, start, mask or None: causal)."
+    torch = require("torch")
+    one = [j for j, (_, toks, _) in enumerate(rows) if len(toks) == 1]
+    singles = None
+    if one:
+        ends = torch.tensor([rows[j][2] + 1 for j in one], device=device)
+        L = int(ends.max())
+        singles = (torch.tensor([first[j] for j in one], device=device), torch.tensor([rows[j][0] for j in one], device=device), L,
+                   (torch.arange(L, device=device) < ends[:, None])[:, None, None])
+    chunks = [(first[j], len(toks), slot, start, None if start == 0 else torch.ones(len(toks), start + len(toks), dtype=torch.bool, device=device).tril(start))
+              for j, (slot, toks, start) in enumerate(rows) if len(toks) > 1]
+    return singles, chunks
+
+
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #7faf9d06
+def _ragged_attention(q, k_cache, v_cache, plan:tuple, dt, scale:float):
+    "Attention output (N, nh, hd) of the flattened queries `q` (N, nh, hd), each row over its own slot's keys (one layer's cache)."
     torch = require("torch"); F = torch.nn.functional
-    (B, q), m, dt = ids.shape, self.module, self.prefill_dtype
+    (singles, chunks), o = plan, torch.zeros(q.shape, dtype=q.dtype, device=q.device)
+    if singles is not None:
+        at, slots, L, mask = singles
+        keys, values = k_cache[slots, :, :L].to(dt), v_cache[slots, :, :L].to(dt)
+        o[at] = F.scaled_dot_product_attention(q[at][:, :, None], keys, values, attn_mask=mask, scale=scale, enable_gqa=True)[:, :, 0]
+    for a, n, slot, start, mask in chunks:  # causal: a prompt from its start skips the keys after each query; a later chunk sees all places before it
+        keys, values = k_cache[slot, :, :start + n][None].to(dt), v_cache[slot, :, :start + n][None].to(dt)
+        out = F.scaled_dot_product_attention(q[a:a + n].transpose(0, 1)[None], keys, values, attn_mask=mask, is_causal=mask is None, scale=scale, enable_gqa=True)
+        o[a:a + n] = out[0].transpose(0, 1)
+    return o
+
+
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #48c9cb2f
+def _ragged_pass(self, rows:list, need:list|None=None):
+    "Logits of each row's last token (of the rows `need` marks, given; None if none): row (slot, ids, start) writes its tokens at positions start … of its slot. Layer by layer, in `self.prefill_dtype`."
+    torch = require("torch")
+    m, dt = self.module, self.prefill_dtype
     nh, nkv, hd = m.heads, m.kv_heads, m.head_dim
-    rows = torch.arange(start, start + B, device=ids.device)
-    mask = step_mask(positions, kv_len, dt, lengths)
-    angles = torch.cat([positions[..., None].float() * m.inv_freq] * 2, -1).reshape(B * q, 1, 2 * len(m.inv_freq))
+    ids, pos, slots, first = _ragged_inputs(rows, m.inv_freq.device)
+    n = sum(len(toks) for _, toks, _ in rows)  # a lone token's copy is computed but not written: its attention is not (it is no row of the plan)
+    plan = _ragged_plan(rows, first, ids.device)
+    angles = torch.cat([pos[:, None].float() * m.inv_freq] * 2, -1)[:, None]
     cos, sin = angles.cos().to(dt), angles.sin().to(dt)
-    x = m.embed(ids).reshape(B * q, -1).to(dt)
+    x = m.embed(ids).to(dt)
     rms, before, after = self.parts
     for i, (ln1, ln2, qkv_w, o_w, gate_up_w, down_w) in enumerate(self.prefill_weights):
-        attn, k_cache, v_cache = m.layers[i].self_attn, m.k_cache[i], m.v_cache[i]
-        qk, v = before(x, ln1, qkv_w, cos, sin, nh, nkv, hd, m.layers[i].input_layernorm.variance_epsilon)
-        k_cache[rows[:, None], :, positions] = qk[:, nh:].view(B, q, nkv, hd).to(k_cache.dtype)
-        v_cache[rows[:, None], :, positions] = v.view(B, q, nkv, hd).to(v_cache.dtype)
-        keys, values = k_cache[rows, :, :kv_len].to(dt), v_cache[rows, :, :kv_len].to(dt)
-        o = F.scaled_dot_product_attention(qk[:, :nh].view(B, q, nh, hd).transpose(1, 2), keys, values, attn_mask=mask, scale=attn.scaling, enable_gqa=True)
-        x = after(x, o.transpose(1, 2).reshape(B * q, nh * hd), ln2, o_w, gate_up_w, down_w, m.layers[i].post_attention_layernorm.variance_epsilon)
-    h = x.view(B, q, -1)[torch.arange(B, device=x.device), last]
+        layer, k_cache, v_cache = m.layers[i], m.k_cache[i], m.v_cache[i]
+        qk, v = before(x, ln1, qkv_w, cos, sin, nh, nkv, hd, layer.input_layernorm.variance_epsilon)
+        k_cache[slots[:n], :, pos[:n]] = qk[:n, nh:].to(k_cache.dtype); v_cache[slots[:n], :, pos[:n]] = v[:n].to(v_cache.dtype)
+        o = _ragged_attention(qk[:, :nh], k_cache, v_cache, plan, dt, layer.self_attn.scaling)
+        x = after(x, o.reshape(len(x), nh * hd), ln2, o_w, gate_up_w, down_w, layer.post_attention_layernorm.variance_epsilon)
+    last = [first[r] + len(toks) - 1 for r, (_, toks, _) in enumerate(rows) if need is None or need[r]]
+    if not last: return None
+    h = x[torch.tensor(last, device=x.device)]
     return m.lm_head(rms(h, self.final_norm, m.norm.variance_epsilon).to(self.dtype))
+
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #794b7923
 class SlotForward(ForwardPath):
@@ -153,9 +197,9 @@ class SlotForward(ForwardPath):
         torch = require("torch")
         n = len(ids)
         if lengths is None and start != 0: raise ValueError("a decode pass (one token per row, no lengths) reads slots 0 … B−1, so it must start at slot 0")
-        if lengths is not None and ids.shape[1] == 1:  # prompts of one token: a second, masked column, so that they take the prefill graph
-            ids, positions = torch.cat([ids, ids], 1), torch.cat([positions, positions + 1], 1)
-        if lengths is not None: return _prefill_pass(self, ids.contiguous(), positions.contiguous(), start, max(kv_len, positions.shape[1]), last, lengths)
+        if lengths is not None:  # right-padded prompts: their rows without the padding
+            starts = positions[:, 0].tolist()
+            return self.mixed([(start + b, ids[b, :end - s0].tolist(), s0) for b, (s0, end) in enumerate(zip(starts, lengths.tolist()))])
         if self.compiled and n == 1:  # a second row, in the next slot (free: slots 0 … start are the running ones and this one, and there is one spare)
             ids, positions, last = (torch.cat([t, t]) for t in (ids, positions, last))
         rows = torch.arange(start, start + len(ids), device=ids.device)
@@ -173,6 +217,7 @@ class SlotForward(ForwardPath):
     def decode(self, ids, positions, seqs:list):
         torch = require("torch")
         return self(ids, positions, 0, int(positions.max()) + 1, torch.zeros(len(ids), dtype=torch.long, device=ids.device))
+    ragged, mixed = True, _ragged_pass
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #a0eef69f
 @patch

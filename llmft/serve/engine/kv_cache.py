@@ -53,6 +53,10 @@ class ForwardPath:
     def decode(self, ids, positions, seqs:list):
         "Logits (B, vocab) of one step of the running sequences (slots 0 … B−1): each one's newest token `ids` (B, 1) at `positions` (B, 1)."
         raise NotImplementedError
+    ragged = False  # whether `mixed` runs: paths without it prefill whole prompts, in passes of their own
+    def mixed(self, rows:list, need:list):
+        "Logits (n, vocab) of the last token of each row `r` with `need[r]`; row = (slot, token ids, start): its tokens go to positions start … of its slot, each attending to the places before it. Decode tokens and prompt chunks in one pass."
+        raise NotImplementedError
     def prepare(self, engine)->ForwardPath:
         "Work before the first request, in the engine thread (compiling, capturing graphs); returns the path to use: this one, or the eager one if that failed."
         return self

@@ -45,6 +45,8 @@ class _Sequence:
     hit: list = field(default_factory=list)  # the prefix cache's blocks for the prompt's start
     @property
     def params(self): return self.req.params
+    @property
+    def filling(self)->bool: return self.pos < len(self.req.prompt_ids)  # part of its prompt is still to compute (chunked prefill)
     def emit(self, out:GenerationOutput): self.loop.call_soon_threadsafe(self.queue.put_nowait, out)
 
 # %% ../../../nbs/08f_engine_scheduler.ipynb #6e0d49ea
@@ -112,9 +114,12 @@ def _forward_path(self:TransformersEngine, tune:bool):
     tokens = s.prefix_cache_tokens if s.enable_prefix_caching else 0
     self.prefix = PrefixCache(self.config, tokens, self.dtype, self.device) if tokens >= 16 else None
     self.notes["prefix_cache"] = f"on: {self.prefix.size} blocks of {self.prefix.block} tokens" if self.prefix else "off"
-    if compiled: return SlotForward(self.model, self.cache, compile=True, small_batch=self.s.cpu_small_batch_decode)
-    if graphs: return StaticDecode(self, compile=s.compile_decode)
-    return EagerForward(self.model, self.cache, self.dtype, adapters=bool(self.adapters))
+    path = (SlotForward(self.model, self.cache, compile=True, small_batch=s.cpu_small_batch_decode) if compiled else
+            StaticDecode(self, compile=s.compile_decode) if graphs else EagerForward(self.model, self.cache, self.dtype, adapters=bool(self.adapters)))
+    if s.chunked_prefill is True and not path.ragged:
+        raise ValueError(f"chunked_prefill=true, but this engine's forward path ({type(path).__name__}) prefills whole prompts: only the compiled CPU forward (cpu_compile) mixes prompt chunks with decode tokens")
+    self.chunked, self.notes["chunked_prefill"] = False, "off"  # until `_run` has the prepared path
+    return path
 
 @patch
 def _run(self:TransformersEngine, ready):
@@ -122,6 +127,8 @@ def _run(self:TransformersEngine, ready):
     torch = require("torch")
     try:
         with torch.inference_mode(): self.forward = self.forward.prepare(self)  # tensors made outside inference mode would compile other guards
+        self.chunked = self.s.chunked_prefill is not False and self.forward.ragged  # a compile that failed leaves the eager path: whole prompts
+        self.notes["chunked_prefill"] = "on" if self.chunked else "off" if self.s.chunked_prefill is False else f"off: {type(self.forward).__name__} prefills whole prompts"
     finally: ready()
     self._loop()
 
@@ -167,7 +174,7 @@ def _loop(self:TransformersEngine):
                 self._apply_aborts(); self._run_jobs(); self._retire()
                 if (wait := self._burst_wait()) > 0: self._wake.wait(wait); continue
                 self._admit()
-                if self.running: self._decode()
+                if self.running: self._mixed() if self.chunked and any(s.filling for s in self.running) else self._decode()
                 elif not self.waiting: self._wake.wait(0.1)
             except Exception as e: self._fail_all(e)
 
@@ -182,42 +189,63 @@ def _burst_wait(self:TransformersEngine, now:float|None=None)->float:
 # %% ../../../nbs/08f_engine_scheduler.ipynb #69bccf46
 @patch
 def _admit(self:TransformersEngine):
+    "Free slots to waiting requests in order — past those that wait for a prefix still being computed — and, without chunked prefill, their prefill pass."
     new, block = [], self.prefix.block if self.prefix else 0
     todo = lambda s: len(s.req.prompt_ids) - len(s.hit) * block  # the prompt tokens a prefill must compute
+    cost = (lambda ss: sum(map(todo, ss))) if self.forward.ragged else (lambda ss: max(map(todo, ss)) * len(ss))  # padded prompts: the longest, for every row
+    filling = [s for s in self.running if s.filling]
     with self._lock:
-        while self.waiting and len(self.running) + len(new) < self.s.max_batch:
-            if self.prefix: self.waiting[0].hit = self.prefix.match(self.waiting[0].req.prompt_ids, self.waiting[0].req.adapter)
-            longest = max(todo(s) for s in [*new, self.waiting[0]])
-            if new and longest * (len(new) + 1) > self.s.max_prefill_tokens: break
-            new.append(self.waiting.popleft())
+        i = 0
+        while i < len(self.waiting) and len(self.running) + len(new) < self.s.max_batch:
+            s = self.waiting[i]
+            if self.prefix: s.hit = self.prefix.match(s.req.prompt_ids, s.req.adapter)
+            if self._waits_for_prefix(s, filling + new): i += 1; continue
+            if new and not self.chunked and cost([*new, s]) > self.s.max_prefill_tokens: break
+            del self.waiting[i]; new.append(s)
     if not new: return
     self.running.extend(new)  # before any pass: if one fails, `_fail_all` ends these requests too
     for s in new: s.admitted = time.monotonic()
     for s in new:
         if s.params.prompt_logprobs is not None: s.prompt_lps = self._prompt_logprobs(s)
-    if (new := self._score_only(new)): self._prefill(new)
+    if (new := self._score_only(new)): self._seat(new) if self.chunked else self._prefill(new)
+
+@patch
+def _waits_for_prefix(self:TransformersEngine, s:_Sequence, filling:list)->bool:
+    "Whether `s` should wait: a prompt still being computed (`filling`) shares at least one more full block with it than the prefix cache gave it, so that block would be computed twice."
+    if not self.prefix: return False
+    n, p = (len(s.hit) + 1) * self.prefix.block, s.req.prompt_ids
+    return len(p) > n and any(o.req.adapter == s.req.adapter and o.req.prompt_ids[:n] == p[:n] for o in filling)
 
 
 # %% ../../../nbs/08f_engine_scheduler.ipynb #c6dbc7fb
 @patch
+def _seat(self:TransformersEngine, new:list):
+    "Ready the sequences `new` (the last of `running`) for their prompts: token ids, generator, and the prefix cache's blocks copied into their slots (`pos`: the places written)."
+    torch, block, start = require("torch"), self.prefix.block if self.prefix else 0, len(self.running) - len(new)
+    for j, s in enumerate(new):
+        s.ids, s.pos = list(s.req.prompt_ids), len(s.hit) * block
+        s.gen = torch.Generator(device="cpu").manual_seed(s.params.seed) if s.params.seed is not None else None
+        if self.prefix: self.prefix.load(self.cache, start + j, s.hit, s.req.prompt_ids, s.req.adapter)
+    self.stats["prefix_hit_tokens"] += sum(s.pos for s in new)
+
+@patch
 def _prefill(self:TransformersEngine, new:list):
     "One prefill pass for the sequences `new` (the last of `running`): cached blocks into their slots, the rest of each prompt computed, its blocks kept."
-    torch, block, start = require("torch"), self.prefix.block if self.prefix else 0, len(self.running) - len(new)
-    done = [len(s.hit) * block for s in new]
+    torch, start = require("torch"), len(self.running) - len(new)
+    self._seat(new)
+    done = [s.pos for s in new]
     rest = [s.req.prompt_ids[d:] for s, d in zip(new, done)]
     lens = torch.tensor([len(r) for r in rest], device=self.device)
     L = int(lens.max())
     ids = torch.tensor([r + [self.tokenizer.pad_token_id] * (L - len(r)) for r in rest], device=self.device)
     positions = (torch.tensor(done, device=self.device)[:, None] + torch.arange(L, device=self.device)).clamp(max=self.max_model_len - 1)  # padding stays in the slot
-    for j, s in enumerate(new):
-        s.ids, s.pos = list(s.req.prompt_ids), len(s.req.prompt_ids)
-        s.gen = torch.Generator(device="cpu").manual_seed(s.params.seed) if s.params.seed is not None else None
-        if self.prefix: self.prefix.load(self.cache, start + j, s.hit, s.req.prompt_ids, s.req.adapter)
+    for s in new: s.pos = len(s.req.prompt_ids)
     logits = self.forward.prefill(ids, positions, start, lens, new)
     if self.prefix:
         for j, s in enumerate(new): self.prefix.store(self.cache, start + j, s.req.prompt_ids, s.req.adapter)
-    self.stats["forward_passes"] += 1; self.stats["prefill_passes"] += 1; self.stats["prefill_tokens"] += int(lens.sum()); self.stats["prefix_hit_tokens"] += sum(done)
+    self.stats["forward_passes"] += 1; self.stats["prefill_passes"] += 1; self.stats["prefill_tokens"] += int(lens.sum())
     self._advance(new, logits)
+
 
 # %% ../../../nbs/08f_engine_scheduler.ipynb #2d582a25
 @patch
@@ -260,6 +288,29 @@ def _deliver(outputs:list):
 
 def _put_all(items):
     for queue, out in items: queue.put_nowait(out)
+
+# %% ../../../nbs/08f_engine_scheduler.ipynb #44b91764
+@patch
+def _mixed(self:TransformersEngine):
+    "One pass of every decoding sequence's next token and the next prompt chunks (oldest first) within `max_prefill_tokens`; then the new tokens of the decoders and of the prompts that finished."
+    decoding = [(i, s) for i, s in enumerate(self.running) if not s.filling]
+    filling = sorted(((i, s) for i, s in enumerate(self.running) if s.filling), key=lambda t: t[1].admitted)
+    rows, need, chunks = [(i, [s.ids[-1]], s.pos) for i, s in decoding], [True] * len(decoding), []
+    budget = max(self.s.max_prefill_tokens - len(decoding), min(16, self.s.max_prefill_tokens))  # some prompt always moves on
+    for i, s in filling:
+        if budget <= 0: break
+        n = min(len(s.req.prompt_ids) - s.pos, budget); budget -= n
+        rows.append((i, s.req.prompt_ids[s.pos:s.pos + n], s.pos)); need.append(s.pos + n == len(s.req.prompt_ids)); chunks.append((i, s, n))
+    logits = self.forward.mixed(rows, need)
+    for _, s in decoding: s.pos += 1
+    for _, s, n in chunks: s.pos += n
+    done = [(i, s) for i, s, n in chunks if not s.filling]
+    if self.prefix:
+        for i, s in done: self.prefix.store(self.cache, i, s.req.prompt_ids, s.req.adapter)
+    self.stats["forward_passes"] += 1; self.stats["mixed_passes"] += 1; self.stats["decode_tokens"] += len(decoding)
+    self.stats["prefill_tokens"] += sum(n for *_, n in chunks); self.stats["prompt_chunks"] += len(chunks)
+    if (seqs := [s for _, s in decoding + done]): self._advance(seqs, logits)  # none: a first chunk alone
+
 
 # %% ../../../nbs/08f_engine_scheduler.ipynb #7c614e5b
 @patch

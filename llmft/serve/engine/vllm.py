@@ -28,6 +28,7 @@ def vllm_engine_args(s:EngineSettings, model_path:str)->dict:
     args = dict(model=model_path, tokenizer=model_path, dtype=s.dtype, max_model_len=s.max_model_len, gpu_memory_utilization=s.gpu_memory_utilization,
                 tensor_parallel_size=s.tensor_parallel_size, kv_cache_dtype=s.kv_cache_dtype, enable_prefix_caching=s.enable_prefix_caching,
                 max_num_seqs=s.max_batch, trust_remote_code=s.trust_remote_code, enable_lora=bool(s.adapters) or s.allow_runtime_lora, max_logprobs=MAX_LOGPROBS)
+    if s.chunked_prefill != "auto": args["enable_chunked_prefill"] = s.chunked_prefill
     if s.quantization != "none": args["quantization"] = {"bnb-4bit": "bitsandbytes", "bnb-8bit": "bitsandbytes"}.get(s.quantization, s.quantization)
     if s.adapters or s.allow_runtime_lora: args |= dict(max_lora_rank=s.max_lora_rank, max_loras=s.max_loras if s.allow_runtime_lora else min(s.max_loras, len(s.adapters)))
     return args
