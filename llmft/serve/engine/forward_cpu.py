@@ -366,6 +366,7 @@ def prepare(self:SlotForward, engine)->ForwardPath:
     torch, e = require("torch"), engine
     dtype, e.notes["cpu_prefill"] = prefill_dtype_choice(e.s.cpu_prefill_dtype, e.model)
     self.use_prefill_dtype(dtype)
+    if not self.compiled: return self  # eager (the tests): nothing to compile or load
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(llmft_home()/"inductor"))  # the prefill parts' compiled code, kept across starts
     rows, n, t = e.s.max_batch, 4, time.time()
     try:

@@ -132,7 +132,7 @@ class EngineSettings(Config):
     max_model_len: int|None = None                   # default: the model's context
     max_batch: int = Field(32, ge=1)                 # sequences decoded together
     max_waiting: int = Field(256, ge=0)              # requests waiting for a slot (beyond max_batch) before 503
-    max_prefill_tokens: int = Field(4096, ge=1)      # prompt tokens per prefill pass (with chunked prefill: tokens per pass, decode tokens included)
+    max_prefill_tokens: int|None = Field(None, ge=1) # tokens a prefill pass computes (default 4096; with chunked prefill, decode tokens included, 1024: bench/RESULTS.md, issue 26)
     chunked_prefill: Literal["auto"]|bool = "auto"   # prompts computed in chunks, in the same passes as the running sequences' decode tokens (auto: where the forward path can — the compiled CPU one, and vLLM's own default; true elsewhere is an error)
     admit_wait_ms: float = Field(20, ge=0)           # idle engine: wait while requests keep arriving this close together (at most 5×) so that a burst shares one prefill pass; 0: start at once
     trust_remote_code: bool = False

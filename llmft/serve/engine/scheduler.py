@@ -118,7 +118,7 @@ def _forward_path(self:TransformersEngine, tune:bool):
             StaticDecode(self, compile=s.compile_decode) if graphs else EagerForward(self.model, self.cache, self.dtype, adapters=bool(self.adapters)))
     if s.chunked_prefill is True and not path.ragged:
         raise ValueError(f"chunked_prefill=true, but this engine's forward path ({type(path).__name__}) prefills whole prompts: only the compiled CPU forward (cpu_compile) mixes prompt chunks with decode tokens")
-    self.chunked, self.notes["chunked_prefill"] = False, "off"  # until `_run` has the prepared path
+    self.chunked, self.notes["chunked_prefill"], self.prefill_budget = False, "off", s.max_prefill_tokens or 4096  # until `_run` has the prepared path
     return path
 
 @patch
@@ -128,7 +128,9 @@ def _run(self:TransformersEngine, ready):
     try:
         with torch.inference_mode(): self.forward = self.forward.prepare(self)  # tensors made outside inference mode would compile other guards
         self.chunked = self.s.chunked_prefill is not False and self.forward.ragged  # a compile that failed leaves the eager path: whole prompts
-        self.notes["chunked_prefill"] = "on" if self.chunked else "off" if self.s.chunked_prefill is False else f"off: {type(self.forward).__name__} prefills whole prompts"
+        if self.chunked: self.prefill_budget = self.s.max_prefill_tokens or 1024  # small passes: a prompt waits for fewer others (TTFT), decoders step more often
+        self.notes["chunked_prefill"] = (f"on: {self.prefill_budget} tokens a pass" if self.chunked else "off" if self.s.chunked_prefill is False else
+                                         f"off: {type(self.forward).__name__} prefills whole prompts")
     finally: ready()
     self._loop()
 
@@ -200,7 +202,7 @@ def _admit(self:TransformersEngine):
             s = self.waiting[i]
             if self.prefix: s.hit = self.prefix.match(s.req.prompt_ids, s.req.adapter)
             if self._waits_for_prefix(s, filling + new): i += 1; continue
-            if new and not self.chunked and cost([*new, s]) > self.s.max_prefill_tokens: break
+            if new and not self.chunked and cost([*new, s]) > self.prefill_budget: break
             del self.waiting[i]; new.append(s)
     if not new: return
     self.running.extend(new)  # before any pass: if one fails, `_fail_all` ends these requests too
@@ -292,11 +294,11 @@ def _put_all(items):
 # %% ../../../nbs/08f_engine_scheduler.ipynb #44b91764
 @patch
 def _mixed(self:TransformersEngine):
-    "One pass of every decoding sequence's next token and the next prompt chunks (oldest first) within `max_prefill_tokens`; then the new tokens of the decoders and of the prompts that finished."
+    "One pass of every decoding sequence's next token and the next prompt chunks (oldest first) within the pass budget (`max_prefill_tokens`); then the new tokens of the decoders and of the prompts that finished."
     decoding = [(i, s) for i, s in enumerate(self.running) if not s.filling]
     filling = sorted(((i, s) for i, s in enumerate(self.running) if s.filling), key=lambda t: t[1].admitted)
     rows, need, chunks = [(i, [s.ids[-1]], s.pos) for i, s in decoding], [True] * len(decoding), []
-    budget = max(self.s.max_prefill_tokens - len(decoding), min(16, self.s.max_prefill_tokens))  # some prompt always moves on
+    budget = max(self.prefill_budget - len(decoding), min(16, self.prefill_budget))  # some prompt always moves on
     for i, s in filling:
         if budget <= 0: break
         n = min(len(s.req.prompt_ids) - s.pos, budget); budget -= n
