@@ -122,15 +122,23 @@ def commands()->dict:
                           "--max-model-len", str(MAX_LEN), "--served-model-name", "m", *args.llmft_flags.split()], f"http://127.0.0.1:{pt}/health", None)
     return cmds
 
+def engine_counters(key:str, v:dict)->dict:
+    "llmft's engine counters (`/metrics`: passes, tokens, prefix hits); empty for the peers."
+    if key != "llmft": return {}
+    text = httpx.get(v["url"] + "/metrics", timeout=30).text
+    return {l.split()[0].removeprefix("llmft_engine_").removesuffix("_total"): float(l.split()[-1]) for l in text.splitlines() if l.startswith("llmft_engine_") and "_total " in l}
+
 def measure(key:str, shape:str, rnd:int)->dict:
     v, s = live[key], SHAPES[shape]
     prompts = prompts_for(shape, rnd)
+    before = engine_counters(key, v)
     try:
         r = run_bench(BenchConfig(url=v["url"], model=v["name"], tokenizer=model, num_requests=len(prompts), concurrency=s["concurrency"], max_tokens=s["max_tokens"],
                                   ignore_eos=True, monitor_pid=v["proc"].pid, out=str(out/f"serve_peers_{key}_{shape}")), prompts=prompts)
         row = dict(output_tok_s=r["output_token_throughput"], ttft_p50=r["ttft_s"]["p50"], ttft_p95=r["ttft_s"]["p95"], tpot_p50=(r.get("tpot_s") or {}).get("p50"),
                    e2e_p95=r["e2e_s"]["p95"], completed=r["completed"], errors=r["errors"], mean_prompt_tokens=r["mean_prompt_tokens"], mean_output_tokens=r["mean_output_tokens"])
     except Exception as e: row = dict(failed=f"{type(e).__name__}: {e}"[:300])
+    if before: row["engine"] = {k: x - before.get(k, 0) for k, x in engine_counters(key, v).items() if x != before.get(k, 0)}  # what the engine did for this shape
     print(rnd, key, shape, {k: (round(x, 3) if isinstance(x, float) else x) for k, x in row.items()}, flush=True)
     return dict(row, server=key, shape=shape, round=rnd, time=time.strftime("%H:%M:%S"))
 
