@@ -12,7 +12,7 @@ def test_compiled_engine_gives_transformers_tokens_from_two_graphs(tiny_base):
     tok, model = AutoTokenizer.from_pretrained(str(tiny_base)), AutoModelForCausalLM.from_pretrained(str(tiny_base)).eval()
     prompts = [tok(t).input_ids for t in ("Return the sum of", "Open the file", "class Foo:", "x = 1\ny =")] + [[tok.bos_token_id or 1]]
     new_tokens = [9, 3, 12, 6, 1]
-    engine = TransformersEngine(EngineSettings(model=str(tiny_base), max_batch=8, cpu_compile=True))
+    engine = TransformersEngine(EngineSettings(model=str(tiny_base), max_batch=8, cpu_compile=True, cpu_compile_background=False))
     prepare, compiled_in = engine.forward.prepare, []
     engine.forward.prepare = lambda e: (compiled_in.append(threading.current_thread().name), prepare(e))[1]
     async def run():
@@ -46,7 +46,7 @@ def test_a_second_start_loads_the_decode_packages(tiny_base):
     tok, model = AutoTokenizer.from_pretrained(str(tiny_base)), AutoModelForCausalLM.from_pretrained(str(tiny_base)).eval()
     ids = tok("Return the sum of").input_ids
     def start_and_generate(**kw):
-        engine = TransformersEngine(EngineSettings(model=str(tiny_base), cpu_compile=True, **kw))
+        engine = TransformersEngine(EngineSettings(model=str(tiny_base), cpu_compile=True, cpu_compile_background=False, **kw))
         async def run():
             await engine.start()
             out = [t async for o in engine.generate(GenerationRequest("r", ids, SamplingParams(max_tokens=8, temperature=0, ignore_eos=True))) for t in o.token_ids]
@@ -58,3 +58,51 @@ def test_a_second_start_loads_the_decode_packages(tiny_base):
     assert "batch ≤ 4 loaded" in note and "batch ≤ 9 loaded" in note and "built" not in note, note
     ref = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
     assert got == ref
+
+def test_missing_packages_build_in_the_background_while_the_engine_serves(tiny_base):
+    "A first start with settings whose packages are missing serves at once (decode through the prefill parts), `generate`'s tokens before and after the packages load between requests; the next start loads them."
+    import time
+    from pathlib import Path
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from llmft.serve.engine import TransformersEngine, EngineSettings, GenerationRequest, SamplingParams
+    tok, model = AutoTokenizer.from_pretrained(str(tiny_base)), AutoModelForCausalLM.from_pretrained(str(tiny_base)).eval()
+    prompts = [tok(t).input_ids for t in ("Return the sum of", "class Foo:", "x = 1\ny =")]
+    refs = [model.generate(torch.tensor([ids]), max_new_tokens=7, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(ids):].tolist() for ids in prompts]
+    settings = EngineSettings(model=str(tiny_base), max_batch=6, cpu_compile=True)  # 7 slots: packages no other test builds
+    async def tokens(engine):
+        async def one(i, ids):
+            return [t async for o in engine.generate(GenerationRequest(f"b{i}", ids, SamplingParams(max_tokens=7, temperature=0, ignore_eos=True))) for t in o.token_ids]
+        return await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+    engine = TransformersEngine(settings)
+    async def run():
+        await engine.start()
+        at_start, builder = engine.health()["cpu_compile"], engine.forward.builder
+        before = await tokens(engine)
+        t0 = time.time()
+        while engine.health()["cpu_compile"].startswith("building") and time.time() - t0 < 600: await asyncio.sleep(0.5)
+        after, note = await tokens(engine), engine.health()["cpu_compile"]
+        t1 = time.time(); rc = await asyncio.to_thread(builder.wait, 60)  # it exits on its own once its last package is in
+        await engine.shutdown(0)
+        return at_start, builder, before, after, note, rc, time.time() - t1
+    at_start, builder, before, after, note, rc, exit_s = asyncio.run(run())
+    assert at_start.startswith("building: decode packages for batch ≤ 4, batch ≤ 7"), at_start
+    assert before == refs and after == refs
+    assert note.startswith("on: compiled in") and "batch ≤ 7 built in the background" in note, note
+    saved = [Path(a) for a in builder.args[5::3]]  # python -c code pid thread (saved step, hint, package) …
+    assert rc == 0 and saved and not any(p.exists() for p in saved), (rc, exit_s)
+    again = TransformersEngine(settings)
+    async def restart():
+        await again.start(); out = await tokens(again); await again.shutdown(0); return out
+    assert asyncio.run(restart()) == refs
+    assert again.forward.builder is None and "batch ≤ 7 loaded" in again.health()["cpu_compile"], again.health()
+
+def test_a_background_build_ends_with_its_engine(tiny_base):
+    "The builder gets SIGTERM when the engine thread ends (or finds it gone when it starts), exits 143 removing the exported steps it was given, and leaves no package behind."
+    from pathlib import Path
+    from llmft.serve.engine import TransformersEngine, EngineSettings
+    engine = TransformersEngine(EngineSettings(model=str(tiny_base), max_batch=5, cpu_compile=True, cpu_small_batch_decode=False))
+    async def run(): await engine.start(); await engine.shutdown(0)
+    asyncio.run(run())
+    builder, (_, package) = engine.forward.builder, next(iter(engine.forward.pending.values()))
+    assert builder.wait(30) == 128 + 15
+    assert not package.exists() and not any(Path(a).exists() for a in builder.args[5::3])

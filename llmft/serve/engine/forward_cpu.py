@@ -4,7 +4,7 @@
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #cc601e63
 from __future__ import annotations
-import functools, hashlib, inspect, os, platform, time, warnings
+import functools, hashlib, inspect, os, platform, subprocess, sys, threading, time, warnings
 from pathlib import Path
 from fastcore.basics import patch
 from ...core import require, llmft_home
@@ -13,8 +13,9 @@ from .kv_cache import ForwardPath, EagerForward, step_mask
 from .loading import spare_memory_bytes
 
 # %% auto #0
-__all__ = ['SMALL_BATCH', 'SMALL_PAYS', 'slot_forward_problem', 'SlotForward', 'gemm_backends', 'package_key', 'decode_package',
-           'prefill_dtype_choice', 'compile_decision', 'small_package_pays']
+__all__ = ['SMALL_BATCH', 'SMALL_PAYS', 'slot_forward_problem', 'SlotForward', 'gemm_backends', 'package_key', 'package_path',
+           'decode_package', 'build_saved_packages', 'below_the_server', 'start_package_builds', 'prefill_dtype_choice',
+           'compile_decision', 'small_package_pays']
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #6876806a
 def slot_forward_problem(model)->str|None:
@@ -189,6 +190,7 @@ class SlotForward(ForwardPath):
         self.cache, self.compiled, self.dtype = cache, compile, next(model.parameters()).dtype
         self.module = _slot_llama_class()(model, cache).eval()
         self.packages, self.small_batch = {}, small_batch  # decode packages by the largest batch each takes (`prepare` loads them)
+        self.pending, self.builder, self.done, self.failed = {}, None, {}, ""  # packages a background process builds (largest batch -> (hint, path)); that process; what health says
         self.parts = (_prefill_parts()[0], *(torch.compile(f, dynamic=True) if compile else f for f in _prefill_parts()[1:]))
         self.use_prefill_dtype(prefill_dtype or self.dtype)
 
@@ -200,6 +202,9 @@ class SlotForward(ForwardPath):
         if lengths is not None:  # right-padded prompts: their rows without the padding
             starts = positions[:, 0].tolist()
             return self.mixed([(start + b, ids[b, :end - s0].tolist(), s0) for b, (s0, end) in enumerate(zip(starts, lengths.tolist()))])
+        if self.compiled and not any(n <= b for b in self.packages):  # its package still building: the tokens as rows of a mixed pass
+            if self.builder is None: raise RuntimeError("SlotForward: no decode package for this batch; prepare() loads them")
+            return self.mixed([(start + b, [int(i)], int(p)) for b, (i, p) in enumerate(zip(ids[:, 0], positions[:, 0]))])
         if self.compiled and n == 1:  # a second row, in the next slot (free: slots 0 … start are the running ones and this one, and there is one spare)
             ids, positions, last = (torch.cat([t, t]) for t in (ids, positions, last))
         rows = torch.arange(start, start + len(ids), device=ids.device)
@@ -207,8 +212,7 @@ class SlotForward(ForwardPath):
         L = max(kv_len, positions.shape[1], 2 if self.compiled else 1)
         mask = step_mask(positions, L, self.dtype)
         if not self.compiled: return self.module(ids, positions, rows, mask, last)[:n]
-        run = next((self.packages[b] for b in sorted(self.packages) if len(ids) <= b), None)
-        if run is None: raise RuntimeError("SlotForward: no decode package for this batch; prepare() loads them")
+        run = next(self.packages[b] for b in sorted(self.packages) if len(ids) <= b)
         return run(ids, positions, rows, mask, last, self.module.k_cache, self.module.v_cache)[:n]
 
     def prefill(self, ids, positions, start:int, lengths, seqs:list):
@@ -265,8 +269,8 @@ def _cache_as_input():
             return self.m(ids, positions, rows, mask, last)
     return CacheAsInput
 
-def _build_package(module, hint:int, path:Path):
-    "Export `module`'s decode step (batch 2 … slots, context 2 … max_len) and compile it into `path`, the GEMMs autotuned at batch `hint`."
+def _export_step(module, hint:int):
+    "`module`'s decode step exported for batches 2 … slots and contexts 2 … max_len, traced at batch `hint` (the size autotuning times)."
     torch = require("torch"); Dim = torch.export.Dim
     ks, vs = module.k_cache, module.v_cache
     S, n, B = ks[0].shape[0], len(ks), max(2, min(hint, ks[0].shape[0]))
@@ -279,22 +283,67 @@ def _build_package(module, hint:int, path:Path):
             warnings.filterwarnings("ignore", message="The tensor attributes")  # CacheAsInput sets them on purpose
             program = torch.export.export(_cache_as_input()(module), args, dynamic_shapes=shapes)
     finally: module.k_cache, module.v_cache = ks, vs  # export ran the step with stand-ins for them
-    part = path.with_suffix(".part.pt2")
+    return program
+
+def _compile_package(program, hint:int, path:Path):
+    "Compile an exported step into the package `path`, the GEMMs autotuned at batch `hint`."
+    torch, part = require("torch"), path.with_suffix(".part.pt2")
     torch._inductor.aoti_compile_and_package(program, package_path=str(part),
         inductor_configs=dict(freezing=True, max_autotune=True, max_autotune_gemm_backends=gemm_backends(hint)))
     os.replace(part, path)
 
+def _build_package(module, hint:int, path:Path): _compile_package(_export_step(module, hint), hint, path)
+
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #72aa4f9d
-def decode_package(module, hint:int, home:Path|None=None)->tuple:
-    "(the decode package of `module` tuned at batch `hint`, 'loaded' or 'built', seconds): from `home/aoti` (default `LLMFT_HOME`), built there first if missing."
-    torch = require("torch"); from filelock import FileLock
+def package_path(module, hint:int, home:Path|None=None)->Path:
+    "Where the decode package of `module` tuned at batch `hint` is kept: `home/aoti` (default `LLMFT_HOME`), named by its key."
     folder = Path(home or llmft_home())/"aoti"; folder.mkdir(parents=True, exist_ok=True)
-    t = time.time(); path = folder/f"decode-{package_key(module, hint)}.pt2"
+    return folder/f"decode-{package_key(module, hint)}.pt2"
+
+def decode_package(module, hint:int, home:Path|None=None)->tuple:
+    "(the decode package of `module` tuned at batch `hint`, 'loaded' or 'built', seconds): from its `package_path`, built there first if missing."
+    torch = require("torch"); from filelock import FileLock
+    t = time.time(); path = package_path(module, hint, home)
     with FileLock(str(path) + ".lock"):
         how = "loaded" if path.exists() else "built"
         if how == "built":
             with torch.no_grad(): _build_package(module, hint, path)
     return torch._inductor.aoti_load_package(str(path)), how, time.time() - t
+
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #e9896ab3
+def build_saved_packages(jobs:list, server_pid:int|None=None, thread_id:int|None=None):
+    "Compile each (saved exported step, hint, package path) of `jobs` into its package, unless another process built it meanwhile; each saved step is removed after, however this ends. The background builder runs this, below the server's engine thread `thread_id`."
+    torch = require("torch"); from filelock import FileLock
+    try:
+        if server_pid: below_the_server(server_pid, thread_id)
+        for saved, hint, path in jobs:
+            with FileLock(str(path) + ".lock"):
+                if not Path(path).exists():
+                    with torch.no_grad(): _compile_package(torch.export.load(saved), int(hint), Path(path))
+    finally:
+        for saved, _, _ in jobs: Path(saved).unlink(missing_ok=True)
+
+def below_the_server(server_pid:int, thread_id:int):
+    "The builder's first act: SIGTERM when the thread that started it ends (Linux), a lower priority than the server's, and an exit if that thread is already gone."
+    import ctypes, signal
+    try: ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError): pass
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # an exit that removes the saved steps
+    os.nice(10)
+    if os.getppid() != server_pid or not Path(f"/proc/{server_pid}/task/{thread_id}").exists():
+        print("llmft: the engine that started this package build is gone", file=sys.stderr, flush=True); sys.exit(128 + signal.SIGTERM)  # as if it had the signal
+
+def start_package_builds(module, todo:list):
+    "Export `module`'s decode step for each (hint, package path) of `todo`, save it, and start the process that compiles them (its output in `aoti/build.log`)."
+    torch, jobs = require("torch"), []
+    for hint, path in todo:
+        saved = path.with_suffix(f".step-{os.getpid()}.pt2")
+        with torch.no_grad(): torch.export.save(_export_step(module, hint), str(saved))
+        jobs += [str(saved), str(hint), str(path)]
+    code = ("import sys; from llmft.serve.engine.forward_cpu import build_saved_packages as b; "
+            "j = sys.argv[3:]; b([j[i:i + 3] for i in range(0, len(j), 3)], int(sys.argv[1]), int(sys.argv[2]))")
+    with open(todo[0][1].parent/"build.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-c", code, str(os.getpid()), str(threading.get_native_id()), *jobs], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #4ded814f
 def _gflops(torch, x, w, reps:int=3)->float:
@@ -362,26 +411,57 @@ def _keep_small_package(self:SlotForward)->str:
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #a6790a5b
 @patch
 def prepare(self:SlotForward, engine)->ForwardPath:
-    "Choose the prefill dtype, compile the prefill parts (a small pass), load or build the decode packages and take one step before any request; on failure warn and use transformers' forward."
+    "Choose the prefill dtype, compile the prefill parts (a small pass), load the decode packages (building missing ones now or in the background) and take one step before any request; on failure warn and use transformers' forward."
     torch, e = require("torch"), engine
     dtype, e.notes["cpu_prefill"] = prefill_dtype_choice(e.s.cpu_prefill_dtype, e.model)
     self.use_prefill_dtype(dtype)
     if not self.compiled: return self  # eager (the tests): nothing to compile or load
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(llmft_home()/"inductor"))  # the prefill parts' compiled code, kept across starts
-    rows, n, t = e.s.max_batch, 4, time.time()
+    rows, n, self.t0 = e.s.max_batch, 4, time.time()
     try:
         ids, pos = torch.zeros(rows, n, dtype=torch.long, device=e.device), torch.arange(n, device=e.device).expand(rows, n)
         last = torch.full((rows,), n - 1, device=e.device)
         self(ids[:2], pos[:2], 0, n, last[:2], lengths=last[:2] + 1)    # a prefill pass into empty slots
-        prefill_s, done, S = time.time() - t, [], self.cache.slots
-        for limit, hint in ([(SMALL_BATCH, SMALL_BATCH)] if self.small_batch and S > SMALL_BATCH + 1 else []) + [(S, min(32, S))]:
+        self.prefill_s, S = time.time() - self.t0, self.cache.slots
+        for limit, hint in ([(S, min(32, S))] + ([(SMALL_BATCH, SMALL_BATCH)] if self.small_batch and S > SMALL_BATCH + 1 else [])):
+            path = package_path(self.module, hint)
+            if e.s.cpu_compile_background and not path.exists(): self.pending[limit] = (hint, path); continue
             self.packages[limit], how, took = decode_package(self.module, hint)
-            done.append(f"batch ≤ {limit} {how} in {took:.0f}s")
-        if len(self.packages) == 2: done[0] += self._keep_small_package()
+            self.done[limit] = f"batch ≤ {limit} {how} in {took:.0f}s"
+        if self.pending: self.builder = start_package_builds(self.module, list(self.pending.values()))
+        self._packages_in(e)
         self(ids[:, :1], pos[:, :1] + n, 0, n + 1, last * 0)            # and a decode step
-        e.notes["cpu_compile"] = f"on: compiled in {time.time() - t:.0f}s (prefill {prefill_s:.0f}s; decode packages: {', '.join(done)})"
         return self
     except Exception as err:
         e.notes["cpu_compile"] = f"off: compiling failed ({type(err).__name__}: {err})"[:300]
         warnings.warn(f"llmft engine: compiling the forward failed, running transformers' forward: {err!r}")
         return EagerForward(e.model, e.cache, e.dtype)
+
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #c9db55da
+@patch
+def _packages_in(self:SlotForward, engine):
+    "Say in `health()` what the compiled forward runs; once no package is pending, time the small-batch one against the other (in slots 0 and 1: before any request, or between them)."
+    if self.pending:
+        waits = ", ".join(f"batch ≤ {b}" for b in sorted(self.pending))
+        engine.notes["cpu_compile"] = (f"building: decode packages for {waits} in a background process (pid {self.builder.pid}); until each loads, its batches decode "
+                                       f"through the prefill parts (prefill compiled in {self.prefill_s:.0f}s)")
+        return
+    if len(self.packages) == 2: self.done[min(self.packages)] += self._keep_small_package()
+    packages = ", ".join(self.done[b] for b in sorted(self.done))
+    engine.notes["cpu_compile"] = f"on: compiled in {time.time() - self.t0:.0f}s (prefill {self.prefill_s:.0f}s; decode packages: {packages}){self.failed}"
+
+@patch
+def idle(self:SlotForward, engine):
+    "Between requests: load the packages the background builder finished; if it ended without building one, say so and go on without it."
+    if not self.pending: return
+    rc, torch = self.builder.poll(), require("torch")  # first: a package it wrote before it ended is found below
+    came = {b: hp for b, hp in self.pending.items() if hp[1].exists()}
+    for b, (hint, path) in came.items():
+        self.packages[b] = torch._inductor.aoti_load_package(str(path)); del self.pending[b]
+        _step_ms(self, self.packages[b], reps=1)  # its first step, here rather than in a request's
+        self.done[b] = f"batch ≤ {b} built in the background, in at {time.time() - self.t0:.0f}s"
+    if self.pending and rc is not None:
+        lost = ", ".join(f"batch ≤ {b}" for b in sorted(self.pending)); self.pending.clear()
+        self.failed = f"; the background build of {lost} failed (exit {rc}; see {llmft_home()/'aoti'/'build.log'}): those batches decode through the prefill parts"
+        warnings.warn(f"llmft engine: {self.failed[2:]}")
+    if came or rc is not None: self._packages_in(engine)

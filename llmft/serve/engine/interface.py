@@ -144,6 +144,7 @@ class EngineSettings(Config):
     cpu_compile: Literal["auto"]|bool = "auto"          # CPU, Llama decoder, no adapters: prefill through torch.compiled code, decode through AOTInductor packages kept in LLMFT_HOME/aoti (auto: bf16/fp16 weights; compiles or loads at start)
     cpu_prefill_dtype: Literal["auto", "model", "float32"] = "auto"  # compiled CPU forward: what prefill computes in (auto: float32 where this CPU multiplies fp32 a fifth faster than the weights' bf16/fp16 — no AMX — and fp32 copies fit in 1/4 of free memory)
     cpu_small_batch_decode: bool = True              # compiled CPU forward: a second decode package tuned for batches of ≤ 4 (built once, on the first start; used where it times faster at start)
+    cpu_compile_background: bool = True              # compiled CPU forward: decode packages not yet in LLMFT_HOME/aoti are built by a low-priority process while the engine serves (decode steps run through the prefill parts until they load, between requests); false: built before the engine serves
     enable_prefix_caching: bool = True               # both engines: a prompt that starts like an earlier one reuses its keys and values
     prefix_cache_tokens: int = Field(16384, ge=0)    # transformers engine: how many tokens of keys and values the prefix cache keeps
     # vLLM only

@@ -60,6 +60,8 @@ class ForwardPath:
     def prepare(self, engine)->ForwardPath:
         "Work before the first request, in the engine thread (compiling, capturing graphs); returns the path to use: this one, or the eager one if that failed."
         return self
+    def idle(self, engine):
+        "Work the engine thread does while no request is in it, between two looks at its queue (quick when there is nothing to do): loading what a background build finished."
 
 # %% ../../../nbs/08e_engine_kv_cache.ipynb #1c84e3b7
 def cache_argument(model)->str:

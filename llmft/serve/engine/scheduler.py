@@ -177,7 +177,7 @@ def _loop(self:TransformersEngine):
                 if (wait := self._burst_wait()) > 0: self._wake.wait(wait); continue
                 self._admit()
                 if self.running: self._mixed() if self.chunked and any(s.filling for s in self.running) else self._decode()
-                elif not self.waiting: self._wake.wait(0.1)
+                elif not self.waiting: self.forward.idle(self); self._wake.wait(0.1)
             except Exception as e: self._fail_all(e)
 
 @patch
