@@ -146,10 +146,10 @@ def _ragged_attention(q, k_cache, v_cache, plan:tuple, dt, scale:float):
     "Attention output (N, nh, hd) of the flattened queries `q` (N, nh, hd), each row over its own slot's keys (one layer's cache)."
     torch = require("torch"); F = torch.nn.functional
     (singles, chunks), o = plan, torch.zeros(q.shape, dtype=q.dtype, device=q.device)
-    if singles is not None:
-        at, slots, L, mask = singles
+    if singles is not None:  # a row's query heads that share a key head, as that head's queries (3× faster than `enable_gqa` at 16 rows)
+        (at, slots, L, mask), (B, nkv) = singles, (len(singles[0]), k_cache.shape[1])
         keys, values = k_cache[slots, :, :L].to(dt), v_cache[slots, :, :L].to(dt)
-        o[at] = F.scaled_dot_product_attention(q[at][:, :, None], keys, values, attn_mask=mask, scale=scale, enable_gqa=True)[:, :, 0]
+        o[at] = F.scaled_dot_product_attention(q[at].view(B, nkv, -1, q.shape[-1]), keys, values, attn_mask=mask, scale=scale).reshape(B, -1, q.shape[-1])
     for a, n, slot, start, mask in chunks:  # causal: a prompt from its start skips the keys after each query; a later chunk sees all places before it
         keys, values = k_cache[slot, :, :start + n][None].to(dt), v_cache[slot, :, :start + n][None].to(dt)
         out = F.scaled_dot_product_attention(q[a:a + n].transpose(0, 1)[None], keys, values, attn_mask=mask, is_causal=mask is None, scale=scale, enable_gqa=True)
