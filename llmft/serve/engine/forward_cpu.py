@@ -4,7 +4,7 @@
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #cc601e63
 from __future__ import annotations
-import functools, hashlib, inspect, os, platform, subprocess, sys, threading, time, warnings
+import base64, functools, hashlib, inspect, io, os, platform, subprocess, sys, threading, time, warnings
 from pathlib import Path
 from fastcore.basics import patch
 from ...core import require, llmft_home
@@ -14,8 +14,8 @@ from .loading import spare_memory_bytes
 
 # %% auto #0
 __all__ = ['SMALL_BATCH', 'SMALL_PAYS', 'slot_forward_problem', 'SlotForward', 'gemm_backends', 'package_key', 'package_path',
-           'decode_package', 'build_saved_packages', 'below_the_server', 'start_package_builds', 'prefill_dtype_choice',
-           'compile_decision', 'small_package_pays']
+           'decode_package', 'save_step', 'load_step', 'build_saved_packages', 'below_the_server',
+           'start_package_builds', 'prefill_dtype_choice', 'compile_decision', 'small_package_pays']
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #6876806a
 def slot_forward_problem(model)->str|None:
@@ -310,6 +310,22 @@ def decode_package(module, hint:int, home:Path|None=None)->tuple:
             with torch.no_grad(): _build_package(module, hint, path)
     return torch._inductor.aoti_load_package(str(path)), how, time.time() - t
 
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #99cbea65
+def save_step(program, path):
+    "Save an exported decode step at `path` without the slot cache it was traced with: its other inputs, and the cache tensors' shapes and dtypes."
+    torch, buf = require("torch"), io.BytesIO()
+    (args, _), program.example_inputs = program.example_inputs, None
+    torch.save(dict(args=args[:5], caches=[[(tuple(t.shape), t.dtype) for t in c] for c in args[5:]]), buf)
+    torch.export.save(program, str(path), extra_files={"inputs": base64.b64encode(buf.getvalue()).decode()})  # text only
+
+def load_step(path):
+    "The exported step `save_step` saved, its example inputs back, the cache as zeros."
+    torch, extra = require("torch"), {"inputs": ""}
+    program = torch.export.load(str(path), extra_files=extra)
+    saved = torch.load(io.BytesIO(base64.b64decode(extra["inputs"])), weights_only=True)
+    program.example_inputs = (tuple(saved["args"]) + tuple([torch.zeros(s, dtype=d) for s, d in c] for c in saved["caches"]), {})
+    return program
+
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #e9896ab3
 def build_saved_packages(jobs:list, server_pid:int|None=None, thread_id:int|None=None):
     "Compile each (saved exported step, hint, package path) of `jobs` into its package, unless another process built it meanwhile; each saved step is removed after, however this ends. The background builder runs this, below the server's engine thread `thread_id`."
@@ -319,7 +335,7 @@ def build_saved_packages(jobs:list, server_pid:int|None=None, thread_id:int|None
         for saved, hint, path in jobs:
             with FileLock(str(path) + ".lock"):
                 if not Path(path).exists():
-                    with torch.no_grad(): _compile_package(torch.export.load(saved), int(hint), Path(path))
+                    with torch.no_grad(): _compile_package(load_step(saved), int(hint), Path(path))
     finally:
         for saved, _, _ in jobs: Path(saved).unlink(missing_ok=True)
 
@@ -338,7 +354,7 @@ def start_package_builds(module, todo:list):
     torch, jobs = require("torch"), []
     for hint, path in todo:
         saved = path.with_suffix(f".step-{os.getpid()}.pt2")
-        with torch.no_grad(): torch.export.save(_export_step(module, hint), str(saved))
+        with torch.no_grad(): save_step(_export_step(module, hint), saved)
         jobs += [str(saved), str(hint), str(path)]
     code = ("import sys; from llmft.serve.engine.forward_cpu import build_saved_packages as b; "
             "j = sys.argv[3:]; b([j[i:i + 3] for i in range(0, len(j), 3)], int(sys.argv[1]), int(sys.argv[2]))")
