@@ -10,8 +10,8 @@ from ...core import require
 from .interface import EngineSettings
 
 # %% auto #0
-__all__ = ['eos_token_ids', 'load_serving_model', 'attach_adapters', 'prepack_linear_weights', 'spare_memory_bytes',
-           'fuse_projections']
+__all__ = ['eos_token_ids', 'load_serving_model', 'attach_adapters', 'bf16_packing_problem', 'prepack_linear_weights',
+           'prepack_note', 'spare_memory_bytes', 'fuse_projections']
 
 # %% ../../../nbs/08d_engine_loading.ipynb #08edf089
 def _dtype(name:str, model_path:str):
@@ -74,10 +74,18 @@ def _prepacked_linear_class():
             self._packed, self._packed_version = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), self._rows), self.weight._version
     return PrepackedLinear
 
-def prepack_linear_weights(model, rows:int=16, max_extra_bytes:int|None=None)->int:
-    "Give each bf16 CPU `nn.Linear` of `model` a oneDNN-packed copy of its weight, tuned for `rows` input rows; returns how many layers (0 if the copies would exceed `max_extra_bytes`)."
+def bf16_packing_problem()->str|None:
+    "Why oneDNN can't pack bf16 weights on this CPU, or None: its bf16 kernels need AVX-512 (BW, VL and DQ) or AVX-NE-CONVERT."
     torch = require("torch")
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")): return 0
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")): return "this torch has no oneDNN weight packing"
+    if hasattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported") and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return f"oneDNN has no bf16 kernels for this CPU ({torch.backends.cpu.get_cpu_capability()}; they need AVX-512 BW/VL/DQ or AVX-NE-CONVERT)"
+    return None
+
+def prepack_linear_weights(model, rows:int=16, max_extra_bytes:int|None=None)->int:
+    "Give each bf16 CPU `nn.Linear` of `model` a oneDNN-packed copy of its weight, tuned for `rows` input rows; returns how many layers (0 if the copies would exceed `max_extra_bytes`, or this CPU can't pack bf16)."
+    torch = require("torch")
+    if bf16_packing_problem(): return 0
     layers = [m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.device.type == "cpu" and m.weight.dtype == torch.bfloat16]
     if max_extra_bytes is not None and sum(m.weight.nbytes for m in layers) > max_extra_bytes: return 0
     cls = _prepacked_linear_class()
@@ -85,6 +93,16 @@ def prepack_linear_weights(model, rows:int=16, max_extra_bytes:int|None=None)->i
         m.__class__, m._rows = cls, rows
         m._pack()
     return len(layers)
+
+
+# %% ../../../nbs/08d_engine_loading.ipynb #5c2e9a70
+def prepack_note(model, packed:int)->str|None:
+    "What the engine's `health()` says after `prepack_linear_weights` packed `packed` layers of `model`; None where it has no bf16 weights on a CPU."
+    torch = require("torch")
+    p = next(model.parameters())
+    if p.device.type != "cpu" or p.dtype != torch.bfloat16: return None
+    if packed: return f"on: {packed} linear layers"
+    return f"off: {bf16_packing_problem() or 'the packed copies would take over 1/4 of free memory'}"
 
 def spare_memory_bytes()->int|None:
     "A quarter of the memory available now (None where psutil is missing): what packed weight copies may take."

@@ -15,7 +15,7 @@ from .interface import Engine, EngineSettings, EngineBusy, GenerationRequest, Ge
 from .sampling import next_tokens, token_logprobs
 from .text import visible_text, incremental_text
 from .kv_cache import SlotKVCache, EagerForward
-from .loading import load_serving_model, eos_token_ids, fuse_projections, prepack_linear_weights, spare_memory_bytes
+from .loading import load_serving_model, eos_token_ids, fuse_projections, prepack_linear_weights, prepack_note, spare_memory_bytes
 from .forward_cpu import SlotForward, compile_decision
 from .forward_cuda import StaticDecode
 from .grammar import Grammars, mask_logits
@@ -109,6 +109,7 @@ def _forward_path(self:TransformersEngine, tune:bool):
     tune = tune and not compiled  # the compiled forward stacks and packs weights itself
     self.fused = fuse_projections(self.model) if tune and s.fuse_projections and not s.adapters and not s.allow_runtime_lora else 0
     self.prepacked = prepack_linear_weights(self.model, s.max_batch, spare_memory_bytes()) if tune and s.prepack else 0
+    if tune and s.prepack and (note := prepack_note(self.model, self.prepacked)): self.notes["prepack"] = note
     slots = s.max_batch + (1 if compiled else 0)  # the compiled forward pads a batch of one with the next slot
     self.cache = SlotKVCache(self.config, slots, self.max_model_len, self.dtype, self.device)
     tokens = s.prefix_cache_tokens if s.enable_prefix_caching else 0
