@@ -15,7 +15,7 @@ from .loading import spare_memory_bytes
 # %% auto #0
 __all__ = ['SMALL_BATCH', 'SMALL_PAYS', 'slot_forward_problem', 'SlotForward', 'gemm_backends', 'package_key', 'package_path',
            'decode_package', 'save_step', 'load_step', 'build_saved_packages', 'below_the_server',
-           'start_package_builds', 'prefill_dtype_choice', 'compile_decision', 'small_package_pays']
+           'start_package_builds', 'product_rates', 'prefill_dtype_choice', 'compile_decision', 'small_package_pays']
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #6876806a
 def slot_forward_problem(model)->str|None:
@@ -368,15 +368,21 @@ def _gflops(torch, x, w, reps:int=3)->float:
     for _ in range(reps): torch.nn.functional.linear(x, w)
     return reps * 2 * x.shape[0] * x.shape[1] * w.shape[0] / (time.perf_counter() - t) / 1e9
 
+def product_rates(model)->tuple[float, float]:
+    "GFLOP/s of one prefill-sized product on this CPU (512 tokens by `model`'s gate and up weights) in float32, and in the weights' dtype."
+    torch = require("torch")
+    dtype, c = next(model.parameters()).dtype, model.config
+    x, w = torch.randn(512, c.hidden_size), torch.randn(2 * (getattr(c, "intermediate_size", None) or 4 * c.hidden_size), c.hidden_size)
+    return _gflops(torch, x, w), _gflops(torch, x.to(dtype), w.to(dtype))
+
 def prefill_dtype_choice(setting:str, model)->tuple:
     "The dtype prefill passes compute in under `cpu_prefill_dtype=setting` (see above), and what `health()` says about it."
     torch = require("torch")
-    dtype, c = next(model.parameters()).dtype, model.config
+    dtype = next(model.parameters()).dtype
     name = str(dtype).removeprefix("torch.")
     if setting == "model" or dtype == torch.float32: return dtype, f"{name} (the weights')"
     if setting == "float32": return torch.float32, "float32 (cpu_prefill_dtype=float32)"
-    x, w = torch.randn(512, c.hidden_size), torch.randn(2 * c.intermediate_size, c.hidden_size)
-    low, high = _gflops(torch, x.to(dtype), w.to(dtype)), _gflops(torch, x, w)
+    high, low = product_rates(model)
     rates = f"{high:.0f} GFLOP/s in float32, {low:.0f} in {name}"
     spare, copies = spare_memory_bytes(), 2 * sum(p.nbytes for l in model.model.layers for p in l.parameters())
     if high < 1.2 * low: return dtype, f"{name}: {rates}"

@@ -16,13 +16,13 @@ from .sampling import next_tokens, token_logprobs
 from .text import visible_text, incremental_text
 from .kv_cache import SlotKVCache, EagerForward
 from .loading import load_serving_model, eos_token_ids, fuse_projections, prepack_linear_weights, prepack_note, spare_memory_bytes
-from .forward_cpu import SlotForward, compile_decision
+from .forward_cpu import SlotForward, compile_decision, product_rates
 from .forward_cuda import StaticDecode
 from .grammar import Grammars, mask_logits
 from .prefix_cache import PrefixCache
 
 # %% auto #0
-__all__ = ['in_passing_thread', 'TransformersEngine']
+__all__ = ['UPCAST_PAYS', 'in_passing_thread', 'TransformersEngine', 'eager_dtype_choice']
 
 # %% ../../../nbs/08f_engine_scheduler.ipynb #d013c1ca
 @dataclass(eq=False)
@@ -107,6 +107,7 @@ def _forward_path(self:TransformersEngine, tune:bool):
     graphs = s.cuda_graphs and self.device.type == "cuda" and not self.adapters and not s.allow_runtime_lora
     self.notes = dict(cuda_graphs="capturing" if graphs else "off", cpu_compile=compile_note)  # what health() says of the paths
     tune = tune and not compiled  # the compiled forward stacks and packs weights itself
+    if tune and s.dtype == "auto" and self.device.type == "cpu": self._eager_cpu_dtype()
     self.fused = fuse_projections(self.model) if tune and s.fuse_projections and not s.adapters and not s.allow_runtime_lora else 0
     self.prepacked = prepack_linear_weights(self.model, s.max_batch, spare_memory_bytes()) if tune and s.prepack else 0
     if tune and s.prepack and (note := prepack_note(self.model, self.prepacked)): self.notes["prepack"] = note
@@ -134,6 +135,27 @@ def _run(self:TransformersEngine, ready):
                                          f"off: {type(self.forward).__name__} prefills whole prompts")
     finally: ready()
     self._loop()
+
+# %% ../../../nbs/08f_engine_scheduler.ipynb #8b2e4d71
+UPCAST_PAYS = 2.0  # transformers' forward on a CPU: fp32 products must be this much faster than the weights' 16-bit ones for the weights to be held in fp32
+
+def eager_dtype_choice(dtype, high:float, low:float, extra:int, spare:int|None)->tuple[bool, str]:
+    "Whether an engine running transformers' forward on a CPU with `dtype=auto` holds its 16-bit (`dtype`) weights in float32, from this CPU's product rates in float32 (`high`) and 16-bit (`low`) and whether the `extra` bytes fit in `spare`; and what `health()` says."
+    name = str(dtype).removeprefix("torch.")
+    rates = f"{high:.0f} GFLOP/s in float32, {low:.0f} in {name}"
+    if high < UPCAST_PAYS * low: return False, f"{name} (the weights'): {rates}"
+    if spare is not None and extra > spare: return False, f"{name} (the weights'): {rates}, but float32 weights would take over 1/4 of free memory"
+    return True, f"float32 (dtype=auto, the weights are {name}): {rates}"
+
+@patch
+def _eager_cpu_dtype(self:TransformersEngine):
+    "Hold 16-bit weights in float32 where `eager_dtype_choice` says so (the rates timed here); `health()['dtype']` says which."
+    torch = require("torch")
+    if self.dtype not in (torch.bfloat16, torch.float16) or self.s.quantization != "none": return
+    high, low = product_rates(self.model)
+    extra = sum(p.nbytes for p in self.model.parameters() if p.dtype == self.dtype)  # fp32 doubles them
+    upcast, self.notes["dtype"] = eager_dtype_choice(self.dtype, high, low, extra, spare_memory_bytes())
+    if upcast: self.model, self.dtype = self.model.float(), torch.float32
 
 # %% ../../../nbs/08f_engine_scheduler.ipynb #5377bbc4
 @patch
