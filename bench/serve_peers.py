@@ -157,7 +157,7 @@ def idle_cpu(proc)->float:
     time.sleep(3)
     return sum(q.cpu_percent(None) for q in tree if q.is_running())
 
-live, failed, runs = {}, {}, []
+live, failed, runs, llmft_health = {}, {}, [], None
 cmds = commands()
 try:
     for key, (cmd, health, env) in cmds.items():
@@ -171,6 +171,7 @@ try:
         for shape in shapes:
             for key in keys[rnd % len(keys):] + keys[:rnd % len(keys)]: runs.append(measure(key, shape, rnd))
             (out/"serve_peers_runs.json").write_text(json.dumps(runs, indent=2))
+    if "llmft" in live: llmft_health = httpx.get(live["llmft"]["url"] + "/health", timeout=30).json()  # which packages, dtypes and timings it ran with
 finally:
     for v in live.values(): v["proc"].stop(timeout=30)
 
@@ -201,7 +202,7 @@ for shape, rows in table.items():
         rows["llmft"]["vs_best_peer"] = dict(peer=best, median=med(per), per_round=[round(x, 2) for x in per])
 report = dict(machine=cpu_facts() | dict(platform=platform.platform()), model=model, rounds=args.rounds, max_batch=MAX_BATCH, max_model_len=MAX_LEN,
               commands={k: v[0] for k, v in cmds.items()}, failed=failed, idle_cpu_percent={k: v["idle_cpu_percent"] for k, v in live.items()},
-              startup_s={k: v["startup_s"] for k, v in live.items()}, ready_s={k: v["ready_s"] for k, v in live.items()}, restart_s=restarts, shapes={s: SHAPES[s]["label"] for s in shapes}, table=table, runs=runs)
+              startup_s={k: v["startup_s"] for k, v in live.items()}, ready_s={k: v["ready_s"] for k, v in live.items()}, restart_s=restarts, llmft_health=llmft_health, shapes={s: SHAPES[s]["label"] for s in shapes}, table=table, runs=runs)
 (out/"serve_peers.json").write_text(json.dumps(report, indent=2))
 servers = list(live)
 md = [f"Machine: {report['machine']['cpu']} (family {report['machine']['family']} model {report['machine']['model']}), {report['machine']['cpus']} CPUs, "

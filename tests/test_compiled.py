@@ -59,8 +59,9 @@ def test_a_second_start_loads_the_decode_packages(tiny_base):
     ref = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
     assert got == ref
 
-def test_missing_packages_build_in_the_background_while_the_engine_serves(tiny_base):
+def test_missing_packages_build_in_the_background_while_the_engine_serves(tiny_base, tmp_path, monkeypatch):
     "A first start with settings whose packages are missing serves at once (decode through the prefill parts), `generate`'s tokens before and after the packages load between requests; the next start loads them."
+    monkeypatch.setenv("LLMFT_HOME", str(tmp_path))  # missing on every run, not only the first in a checkout
     import time
     from pathlib import Path
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -103,7 +104,7 @@ def test_a_background_build_ends_with_its_engine(tiny_base):
     engine = TransformersEngine(EngineSettings(model=str(tiny_base), max_batch=5, cpu_compile=True, cpu_small_batch_decode=False))
     async def run(): await engine.start(); await engine.shutdown(0)
     asyncio.run(run())
-    builder, (_, package) = engine.forward.builder, next(iter(engine.forward.pending.values()))
+    builder, (_, package, _) = engine.forward.builder, next(iter(engine.forward.pending.values()))
     assert builder.wait(30) == 128 + 15
     assert not package.exists() and not any(Path(a).exists() for a in builder.args[5::3])
 
@@ -125,3 +126,37 @@ def test_a_saved_step_holds_no_slot_cache(tiny_base, tmp_path, monkeypatch):
     assert torch.export.load(str(saved)).example_inputs is None
     args, _ = forward_cpu.load_step(saved).example_inputs  # what the builder compiles from: the cache back as zeros of its shapes
     assert [tuple(t.shape) for t in args[5]] == [tuple(t.shape) for t in cache.k] and not any(t.any() for t in args[5] + args[6])
+
+def test_a_float32_decode_package_for_a_bf16_model(tiny_base, tmp_path, monkeypatch):
+    "bf16 weights with `cpu_decode_dtype=float32` (auto chooses it where fp32 products are ≥ 2× faster: AVX2 alone): the big decode package is built from a float32 twin (health says so; its logits are float32) and gives the tokens of `generate` on the same weights in float32, as the fp32 prefill parts do before it loads."
+    monkeypatch.setenv("LLMFT_HOME", str(tmp_path))  # built in the background on every run
+    import time
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from llmft.serve.engine import TransformersEngine, EngineSettings, GenerationRequest, SamplingParams
+    from llmft.serve.engine.kv_cache import step_mask
+    tok = AutoTokenizer.from_pretrained(str(tiny_base))
+    fm = AutoModelForCausalLM.from_pretrained(str(tiny_base), dtype=torch.bfloat16).float().eval()  # the bf16 weights, in fp32
+    prompts = [tok(t).input_ids for t in ("Return the sum of", "class Foo:", "x = 1\ny =", "Open the file", "def f(", "import os")]
+    refs = [fm.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(ids):].tolist() for ids in prompts]
+    engine = TransformersEngine(EngineSettings(model=str(tiny_base), dtype="bfloat16", max_batch=6, cpu_compile=True, cpu_prefill_dtype="float32",
+                                               cpu_decode_dtype="float32", cpu_small_batch_decode=False))
+    async def tokens():
+        async def one(i, ids):
+            return [t async for o in engine.generate(GenerationRequest(f"f{i}-{time.time()}", ids, SamplingParams(max_tokens=12, temperature=0, ignore_eos=True))) for t in o.token_ids]
+        return await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+    async def run():
+        await engine.start()
+        before, t0 = await tokens(), time.time()
+        while engine.health()["cpu_compile"].startswith("building") and time.time() - t0 < 600: await asyncio.sleep(0.5)
+        after = await tokens()
+        await engine.shutdown(0)
+        return before, after
+    before, after = asyncio.run(run())
+    health = engine.health()
+    assert health["cpu_decode"] == "float32 for batches over 4 (cpu_decode_dtype=float32)", health
+    assert "batch ≤ 7 built in the background, in at" in health["cpu_compile"] and health["cpu_compile"].endswith("(float32))"), health
+    assert before == refs and after == refs
+    pos = torch.full((2, 1), 3)
+    m = engine.forward.module
+    logits = engine.forward.packages[7](pos * 0, pos, torch.arange(2), step_mask(pos, 4, torch.bfloat16), pos[:, 0] * 0, m.k_cache, m.v_cache)
+    assert logits.dtype == torch.float32 and m.qkv[0].dtype == torch.bfloat16

@@ -4,7 +4,7 @@
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #cc601e63
 from __future__ import annotations
-import base64, functools, hashlib, inspect, io, os, platform, subprocess, sys, threading, time, warnings
+import base64, copy, functools, hashlib, inspect, io, os, platform, subprocess, sys, threading, time, warnings
 from pathlib import Path
 from fastcore.basics import patch
 from ...core import require, llmft_home
@@ -13,9 +13,10 @@ from .kv_cache import ForwardPath, EagerForward, step_mask
 from .loading import spare_memory_bytes
 
 # %% auto #0
-__all__ = ['SMALL_BATCH', 'SMALL_PAYS', 'slot_forward_problem', 'SlotForward', 'gemm_backends', 'package_key', 'package_path',
-           'decode_package', 'save_step', 'load_step', 'build_saved_packages', 'below_the_server',
-           'start_package_builds', 'product_rates', 'prefill_dtype_choice', 'compile_decision', 'small_package_pays']
+__all__ = ['SMALL_BATCH', 'DECODE_FP32_PAYS', 'SMALL_PAYS', 'slot_forward_problem', 'SlotForward', 'gemm_backends', 'package_key',
+           'step_in_dtype', 'package_path', 'decode_package', 'save_step', 'load_step', 'build_saved_packages',
+           'below_the_server', 'start_package_builds', 'product_rates', 'prefill_dtype_choice', 'decode_dtype_choice',
+           'compile_decision', 'small_package_pays']
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #6876806a
 def slot_forward_problem(model)->str|None:
@@ -40,6 +41,13 @@ def _stack(module, names):
     return torch.nn.Parameter(stacked, requires_grad=False)
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #5146b8ff
+def _rope_tables(inv_freq, places:int, dtype)->tuple:
+    "The rotary cosines and sines (places, head_dim) of cache places 0 … places−1, in `dtype`."
+    torch = require("torch")
+    angles = torch.arange(places, device=inv_freq.device).float()[:, None] * inv_freq
+    angles = torch.cat((angles, angles), -1)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
 def _slot_llama_init(self, model, cache):
     "The pieces of a Llama decoder `SlotLlama` computes with: its layers, the cache's tensors, q/k/v and gate/up weights stacked (as views, no copy), and a table of the rotary cosines and sines."
     torch = require("torch")
@@ -50,9 +58,8 @@ def _slot_llama_init(self, model, cache):
     self.heads, self.kv_heads = c.num_attention_heads, c.num_key_value_heads
     self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     self.register_buffer("inv_freq", m.rotary_emb.inv_freq.float().clone(), persistent=False)
-    angles = torch.arange(cache.k[0].shape[2], device=self.inv_freq.device).float()[:, None] * self.inv_freq
-    angles, dt = torch.cat((angles, angles), -1), m.embed_tokens.weight.dtype  # every cache place's rotary angles: looked up, not computed, in a step
-    self.register_buffer("rope_cos", angles.cos().to(dt), persistent=False); self.register_buffer("rope_sin", angles.sin().to(dt), persistent=False)
+    cos, sin = _rope_tables(self.inv_freq, cache.k[0].shape[2], m.embed_tokens.weight.dtype)  # every cache place's: looked up, not computed, in a step
+    self.register_buffer("rope_cos", cos, persistent=False); self.register_buffer("rope_sin", sin, persistent=False)
     self.qkv = torch.nn.ParameterList([_stack(l.self_attn, ("q_proj", "k_proj", "v_proj")) for l in self.layers])
     self.gate_up = torch.nn.ParameterList([_stack(l.mlp, ("gate_proj", "up_proj")) for l in self.layers])
 
@@ -79,8 +86,8 @@ def _slot_llama_class():
                 qkv = F.linear(rms(x, layer.input_layernorm), self.qkv[i]).view(B, q, nh + 2 * nkv, hd)
                 qk = qkv[:, :, :nh + nkv]
                 qk = qk * cos + torch.cat((-qk[..., hd // 2:], qk[..., :hd // 2]), -1) * sin
-                self.k_cache[i][rows[:, None], :, positions] = qk[:, :, nh:]
-                self.v_cache[i][rows[:, None], :, positions] = qkv[:, :, nh + nkv:]
+                self.k_cache[i][rows[:, None], :, positions] = qk[:, :, nh:].to(self.k_cache[i].dtype)  # a float32 step still writes the model's dtype
+                self.v_cache[i][rows[:, None], :, positions] = qkv[:, :, nh + nkv:].to(self.v_cache[i].dtype)
                 keys, values = self.k_cache[i][:B, :, :L], self.v_cache[i][:B, :, :L]
                 # each KV head's query heads as its query rows: one pass over the keys for all of them
                 o = self.attend(qk[:, 0, :nh].reshape(B, nkv, nh // nkv, hd), keys, values, mask, layer.self_attn.scaling)
@@ -190,7 +197,8 @@ class SlotForward(ForwardPath):
         self.cache, self.compiled, self.dtype = cache, compile, next(model.parameters()).dtype
         self.module = _slot_llama_class()(model, cache).eval()
         self.packages, self.small_batch = {}, small_batch  # decode packages by the largest batch each takes (`prepare` loads them)
-        self.pending, self.builder, self.done, self.failed = {}, None, {}, ""  # packages a background process builds (largest batch -> (hint, path)); that process; what health says
+        self.pending, self.builder, self.done, self.failed = {}, None, {}, ""  # packages a background process builds (largest batch -> (hint, path, dtype)); that process; what health says
+        self.in_dtype = {}  # by largest batch: "" or " (float32)", a package computing in another dtype than the weights' (health says it)
         self.parts = (_prefill_parts()[0], *(torch.compile(f, dynamic=True) if compile else f for f in _prefill_parts()[1:]))
         self.use_prefill_dtype(prefill_dtype or self.dtype)
 
@@ -247,11 +255,12 @@ def _cpu_name()->str:
     pick = lambda k: next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith(k)), "")
     return pick("model name") + " " + " ".join(sorted(f for f in pick("flags").split() if f.startswith(("avx", "amx", "fma", "f16c"))))
 
-def package_key(module, hint:int)->str:
-    "A digest of all a decode package of `module` (a `SlotLlama`) tuned at batch `hint` depends on: weights, cache shape, code, torch, CPU."
+def package_key(module, hint:int, dtype=None)->str:
+    "A digest of all a decode package of `module` (a `SlotLlama`) tuned at batch `hint` and computing in `dtype` (default: the weights') depends on: weights, cache shape, code, torch, CPU."
     torch = require("torch")
     h, k = hashlib.blake2b(digest_size=12), module.k_cache[0]
-    for part in (torch.__version__, _cpu_name(), inspect.getsource(type(module).forward), inspect.getsource(type(module).attend), repr((len(module.k_cache), tuple(k.shape), str(k.dtype), hint, gemm_backends(hint)))):
+    dtype = dtype or module.embed.weight.dtype
+    for part in (torch.__version__, _cpu_name(), inspect.getsource(type(module).forward), inspect.getsource(type(module).attend), repr((len(module.k_cache), tuple(k.shape), str(k.dtype), hint, gemm_backends(hint), str(dtype)))):
         h.update(part.encode())
     for name, t in [*module.named_parameters(), *module.named_buffers()]:
         if not name.startswith(("qkv.", "gate_up.")): h.update(t.detach().contiguous().view(-1).view(torch.uint8).numpy())  # the stacked ones: views of these
@@ -275,7 +284,7 @@ def _export_step(module, hint:int):
     ks, vs = module.k_cache, module.v_cache
     S, n, B = ks[0].shape[0], len(ks), max(2, min(hint, ks[0].shape[0]))
     pos = torch.ones(B, 1, dtype=torch.long, device=ks[0].device)
-    args = (pos * 0, pos, torch.arange(B, device=pos.device), step_mask(pos, 2, module.embed.weight.dtype), pos[:, 0] * 0, ks, vs)
+    args = (pos * 0, pos, torch.arange(B, device=pos.device), step_mask(pos, 2, ks[0].dtype), pos[:, 0] * 0, ks, vs)  # the mask in the cache's dtype, whatever the step computes in
     b, l = Dim("batch", min=2, max=S), Dim("context", min=2, max=ks[0].shape[2] - 1)
     shapes = dict(ids={0: b}, positions={0: b}, rows={0: b}, mask={0: b, 3: l}, last={0: b}, ks=[None] * n, vs=[None] * n)
     try:
@@ -292,22 +301,35 @@ def _compile_package(program, hint:int, path:Path):
         inductor_configs=dict(freezing=True, max_autotune=True, max_autotune_gemm_backends=gemm_backends(hint)))
     os.replace(part, path)
 
-def _build_package(module, hint:int, path:Path): _compile_package(_export_step(module, hint), hint, path)
+def _build_package(module, hint:int, path:Path, dtype=None): _compile_package(_export_step(step_in_dtype(module, dtype), hint), hint, path)
+
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #ea75da35
+def step_in_dtype(module, dtype=None):
+    "`module` (a `SlotLlama`) if `dtype` is None or its weights', else a twin of it computing in `dtype` that writes the same cache."
+    torch = require("torch")
+    if dtype is None or dtype == module.embed.weight.dtype: return module
+    unread = [getattr(l.self_attn, n).weight for l in module.layers for n in ("q_proj", "k_proj", "v_proj")] + \
+             [getattr(l.mlp, n).weight for l in module.layers for n in ("gate_proj", "up_proj")]  # views of the stacked weights the step reads
+    empty = torch.nn.Parameter(torch.empty(0), requires_grad=False)
+    memo = {id(p): empty for p in unread} | {id(module.k_cache): module.k_cache, id(module.v_cache): module.v_cache}
+    twin = copy.deepcopy(module, memo).to(dtype)  # tied weights stay tied: one copy each
+    twin.rope_cos, twin.rope_sin = _rope_tables(twin.inv_freq, module.rope_cos.shape[0], dtype)
+    return twin
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #72aa4f9d
-def package_path(module, hint:int, home:Path|None=None)->Path:
-    "Where the decode package of `module` tuned at batch `hint` is kept: `home/aoti` (default `LLMFT_HOME`), named by its key."
+def package_path(module, hint:int, home:Path|None=None, dtype=None)->Path:
+    "Where the decode package of `module` tuned at batch `hint` (computing in `dtype`) is kept: `home/aoti` (default `LLMFT_HOME`), named by its key."
     folder = Path(home or llmft_home())/"aoti"; folder.mkdir(parents=True, exist_ok=True)
-    return folder/f"decode-{package_key(module, hint)}.pt2"
+    return folder/f"decode-{package_key(module, hint, dtype)}.pt2"
 
-def decode_package(module, hint:int, home:Path|None=None)->tuple:
-    "(the decode package of `module` tuned at batch `hint`, 'loaded' or 'built', seconds): from its `package_path`, built there first if missing."
+def decode_package(module, hint:int, home:Path|None=None, dtype=None)->tuple:
+    "(the decode package of `module` tuned at batch `hint` computing in `dtype`, 'loaded' or 'built', seconds): from its `package_path`, built there first if missing."
     torch = require("torch"); from filelock import FileLock
-    t = time.time(); path = package_path(module, hint, home)
+    t = time.time(); path = package_path(module, hint, home, dtype)
     with FileLock(str(path) + ".lock"):
         how = "loaded" if path.exists() else "built"
         if how == "built":
-            with torch.no_grad(): _build_package(module, hint, path)
+            with torch.no_grad(): _build_package(module, hint, path, dtype)
     return torch._inductor.aoti_load_package(str(path)), how, time.time() - t
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #99cbea65
@@ -350,11 +372,11 @@ def below_the_server(server_pid:int, thread_id:int):
         print("llmft: the engine that started this package build is gone", file=sys.stderr, flush=True); sys.exit(128 + signal.SIGTERM)  # as if it had the signal
 
 def start_package_builds(module, todo:list):
-    "Export `module`'s decode step for each (hint, package path) of `todo`, save it, and start the process that compiles them (its output in `aoti/build.log`)."
+    "Export `module`'s decode step for each (hint, package path[, dtype]) of `todo`, save it, and start the process that compiles them (its output in `aoti/build.log`)."
     torch, jobs = require("torch"), []
-    for hint, path in todo:
+    for hint, path, *dtype in todo:
         saved = path.with_suffix(f".step-{os.getpid()}.pt2")
-        with torch.no_grad(): save_step(_export_step(module, hint), saved)
+        with torch.no_grad(): save_step(_export_step(step_in_dtype(module, *dtype), hint), saved)
         jobs += [str(saved), str(hint), str(path)]
     code = ("import sys; from llmft.serve.engine.forward_cpu import build_saved_packages as b; "
             "j = sys.argv[3:]; b([j[i:i + 3] for i in range(0, len(j), 3)], int(sys.argv[1]), int(sys.argv[2]))")
@@ -375,19 +397,36 @@ def product_rates(model)->tuple[float, float]:
     x, w = torch.randn(512, c.hidden_size), torch.randn(2 * (getattr(c, "intermediate_size", None) or 4 * c.hidden_size), c.hidden_size)
     return _gflops(torch, x, w), _gflops(torch, x.to(dtype), w.to(dtype))
 
-def prefill_dtype_choice(setting:str, model)->tuple:
-    "The dtype prefill passes compute in under `cpu_prefill_dtype=setting` (see above), and what `health()` says about it."
+def prefill_dtype_choice(setting:str, model, rates=None)->tuple:
+    "The dtype prefill passes compute in under `cpu_prefill_dtype=setting` (see above), and what `health()` says about it; `rates` gives `product_rates(model)` (timed if None)."
     torch = require("torch")
     dtype = next(model.parameters()).dtype
     name = str(dtype).removeprefix("torch.")
     if setting == "model" or dtype == torch.float32: return dtype, f"{name} (the weights')"
     if setting == "float32": return torch.float32, "float32 (cpu_prefill_dtype=float32)"
-    high, low = product_rates(model)
+    high, low = rates() if rates else product_rates(model)
     rates = f"{high:.0f} GFLOP/s in float32, {low:.0f} in {name}"
     spare, copies = spare_memory_bytes(), 2 * sum(p.nbytes for l in model.model.layers for p in l.parameters())
     if high < 1.2 * low: return dtype, f"{name}: {rates}"
     if spare is not None and copies > spare: return dtype, f"{name}: {rates}, but fp32 copies of the weights would take over 1/4 of free memory"
     return torch.float32, f"float32: {rates}"
+
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #8bb4e17f
+DECODE_FP32_PAYS = 2.0  # cpu_decode_dtype=auto: fp32 products must be this much faster than the weights' 16-bit ones for the big decode package to compute in fp32
+
+def decode_dtype_choice(setting:str, model, rates=None)->tuple:
+    "The dtype the decode package for batches over `SMALL_BATCH` computes in under `cpu_decode_dtype=setting`, and what `health()` says about it; `rates` as for `prefill_dtype_choice`."
+    torch = require("torch")
+    dtype = next(model.parameters()).dtype
+    name = str(dtype).removeprefix("torch.")
+    if setting == "model" or dtype == torch.float32: return dtype, f"{name} (the weights')"
+    if setting == "float32": return torch.float32, f"float32 for batches over {SMALL_BATCH} (cpu_decode_dtype=float32)"
+    high, low = rates() if rates else product_rates(model)
+    rates = f"{high:.0f} GFLOP/s in float32, {low:.0f} in {name}"
+    spare, copy_bytes = spare_memory_bytes(), 2 * sum(p.nbytes for p in model.parameters())
+    if high < DECODE_FP32_PAYS * low: return dtype, f"{name}: {rates}"
+    if spare is not None and copy_bytes > spare: return dtype, f"{name}: {rates}, but a float32 copy of the weights would take over 1/4 of free memory"
+    return torch.float32, f"float32 for batches over {SMALL_BATCH}: {rates}"
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #cd645313
 def compile_decision(s:EngineSettings, model, device, dtype)->tuple[bool, str]:
@@ -411,21 +450,24 @@ def small_package_pays(small_ms:float, big_ms:float)->bool:
     "Whether a decode step at batch 2 through the small-batch package (`small_ms`) is faster enough than through the other one."
     return small_ms * SMALL_PAYS < big_ms
 
-def _step_ms(self, run, reps:int=5)->float:
-    "Median milliseconds of a decode step through package `run` at batch 2, in slots 0 and 1 at position 8 (before any request: nothing to overwrite)."
+def _step_ms(self, runs:list, reps:int=5, warm:int=1)->list[float]:
+    "Median milliseconds of a decode step at batch 2 through each package of `runs`, in slots 0 and 1 at position 8 (before any request: nothing to overwrite): `warm` unmeasured steps each, then `reps` in turns, so that the machine's drift weighs on each alike."
     torch, m = require("torch"), self.module
     pos = torch.full((2, 1), 8, device=m.inv_freq.device)
     args = (pos * 0, pos, torch.arange(2, device=pos.device), step_mask(pos, 9, self.dtype), pos[:, 0] * 0, m.k_cache, m.v_cache)
-    run(*args); times = []
+    for run in runs:
+        for _ in range(warm): run(*args)
+    times = [[] for _ in runs]
     for _ in range(reps):
-        t = time.perf_counter(); run(*args); times.append(time.perf_counter() - t)
-    return 1000 * sorted(times)[reps // 2]
+        for run, ts in zip(runs, times):
+            t = time.perf_counter(); run(*args); ts.append(time.perf_counter() - t)
+    return [1000 * sorted(ts)[reps // 2] for ts in times] if reps else []
 
 @patch
 def _keep_small_package(self:SlotForward)->str:
     "Time both decode packages at batch 2 and drop the small-batch one unless it pays (above); what `health()` adds about it."
     small, big = sorted(self.packages)
-    ms = {b: _step_ms(self, self.packages[b]) for b in (small, big)}
+    ms = dict(zip((small, big), _step_ms(self, [self.packages[small], self.packages[big]], reps=9, warm=3)))  # a package's first steps after loading run slower
     used = small_package_pays(ms[small], ms[big])
     if not used: del self.packages[small]
     return f" ({ms[small]:.1f} ms a step at batch 2 vs {ms[big]:.1f}: {'used' if used else 'not used'})"
@@ -433,11 +475,13 @@ def _keep_small_package(self:SlotForward)->str:
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #a6790a5b
 @patch
 def prepare(self:SlotForward, engine)->ForwardPath:
-    "Choose the prefill dtype, compile the prefill parts (a small pass), load the decode packages (building missing ones now or in the background) and take one step before any request; on failure warn and use transformers' forward."
+    "Choose the prefill and decode dtypes, compile the prefill parts (a small pass), load the decode packages (building missing ones now or in the background) and take one step before any request; on failure warn and use transformers' forward."
     torch, e = require("torch"), engine
-    dtype, e.notes["cpu_prefill"] = prefill_dtype_choice(e.s.cpu_prefill_dtype, e.model)
+    rates = functools.cache(lambda: product_rates(e.model))  # timed once, if a choice needs them
+    dtype, e.notes["cpu_prefill"] = prefill_dtype_choice(e.s.cpu_prefill_dtype, e.model, rates)
     self.use_prefill_dtype(dtype)
     if not self.compiled: return self  # eager (the tests): nothing to compile or load
+    big, e.notes["cpu_decode"] = decode_dtype_choice(e.s.cpu_decode_dtype, e.model, rates)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(llmft_home()/"inductor"))  # the prefill parts' compiled code, kept across starts
     rows, n, self.t0 = e.s.max_batch, 4, time.time()
     try:
@@ -445,11 +489,11 @@ def prepare(self:SlotForward, engine)->ForwardPath:
         last = torch.full((rows,), n - 1, device=e.device)
         self(ids[:2], pos[:2], 0, n, last[:2], lengths=last[:2] + 1)    # a prefill pass into empty slots
         self.prefill_s, S = time.time() - self.t0, self.cache.slots
-        for limit, hint in ([(S, min(32, S))] + ([(SMALL_BATCH, SMALL_BATCH)] if self.small_batch and S > SMALL_BATCH + 1 else [])):
-            path = package_path(self.module, hint)
-            if e.s.cpu_compile_background and not path.exists(): self.pending[limit] = (hint, path); continue
-            self.packages[limit], how, took = decode_package(self.module, hint)
-            self.done[limit] = f"batch ≤ {limit} {how} in {took:.0f}s"
+        for limit, hint, dt in ([(S, min(32, S), big)] + ([(SMALL_BATCH, SMALL_BATCH, self.dtype)] if self.small_batch and S > SMALL_BATCH + 1 else [])):
+            path, self.in_dtype[limit] = package_path(self.module, hint, dtype=dt), "" if dt == self.dtype else f" ({str(dt).removeprefix('torch.')})"
+            if e.s.cpu_compile_background and not path.exists(): self.pending[limit] = (hint, path, dt); continue
+            self.packages[limit], how, took = decode_package(self.module, hint, dtype=dt)
+            self.done[limit] = f"batch ≤ {limit} {how} in {took:.0f}s{self.in_dtype[limit]}"
         if self.pending: self.builder = start_package_builds(self.module, list(self.pending.values()))
         self._packages_in(e)
         self(ids[:, :1], pos[:, :1] + n, 0, n + 1, last * 0)            # and a decode step
@@ -477,11 +521,11 @@ def idle(self:SlotForward, engine):
     "Between requests: load the packages the background builder finished; if it ended without building one, say so and go on without it."
     if not self.pending: return
     rc, torch = self.builder.poll(), require("torch")  # first: a package it wrote before it ended is found below
-    came = {b: hp for b, hp in self.pending.items() if hp[1].exists()}
-    for b, (hint, path) in came.items():
+    came = {b: job for b, job in self.pending.items() if job[1].exists()}
+    for b, (hint, path, _) in came.items():
         self.packages[b] = torch._inductor.aoti_load_package(str(path)); del self.pending[b]
-        _step_ms(self, self.packages[b], reps=1)  # its first step, here rather than in a request's
-        self.done[b] = f"batch ≤ {b} built in the background, in at {time.time() - self.t0:.0f}s"
+        _step_ms(self, [self.packages[b]], reps=0)  # its first step, here rather than in a request's
+        self.done[b] = f"batch ≤ {b} built in the background, in at {time.time() - self.t0:.0f}s{self.in_dtype[b]}"
     if self.pending and rc is not None:
         lost = ", ".join(f"batch ≤ {b}" for b in sorted(self.pending)); self.pending.clear()
         self.failed = f"; the background build of {lost} failed (exit {rc}; see {llmft_home()/'aoti'/'build.log'}): those batches decode through the prefill parts"
