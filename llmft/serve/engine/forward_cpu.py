@@ -197,8 +197,7 @@ class SlotForward(ForwardPath):
         self.cache, self.compiled, self.dtype = cache, compile, next(model.parameters()).dtype
         self.module = _slot_llama_class()(model, cache).eval()
         self.packages, self.small_batch = {}, small_batch  # decode packages by the largest batch each takes (`prepare` loads them)
-        self.pending, self.builder, self.done, self.failed = {}, None, {}, ""  # packages a background process builds (largest batch -> (hint, path, dtype)); that process; what health says
-        self.in_dtype = {}  # by largest batch: "" or " (float32)", a package computing in another dtype than the weights' (health says it)
+        self.pending, self.builder, self.done, self.failed, self.in_dtype = {}, None, {}, "", {}  # packages a background process builds (largest batch -> (hint, path, dtype)); that process; what health says; by largest batch, " (float32)" for a package not in the weights' dtype
         self.parts = (_prefill_parts()[0], *(torch.compile(f, dynamic=True) if compile else f for f in _prefill_parts()[1:]))
         self.use_prefill_dtype(prefill_dtype or self.dtype)
 
