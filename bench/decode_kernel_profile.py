@@ -2,7 +2,7 @@
 
 Builds the engine's own decode package (`llmft.serve.engine.forward_cpu._build_package`: the same export and Inductor
 settings) for SmolLM2-135M's shape with random bf16 weights, with Inductor's per-kernel profiling compiled in
-(`cpp.enable_kernel_profile`), then runs steps at batch 2 (one stream plus the engine's padding row) under
+(`cpp.enable_kernel_profile`), then runs steps at batch `--batch` (1: one stream; before the packages took batches from 1, a stream ran at 2 with a padding row) under
 `torch.profiler` and sums the time by kernel kind: the GEMM template kernels, the other generated kernels (norms,
 rotary, SiLU), and the ATen calls the package makes (attention, cache writes). With the weight bytes each step reads
 and the read bandwidth from `bench/mem_bandwidth.py`, it says how far the GEMMs are from streaming the weights.
@@ -23,7 +23,7 @@ p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("--hint", type=int, default=4, help="the batch the package's GEMMs are autotuned at (the engine's: 4 and 32)")
 p.add_argument("--layers", type=int, default=30); p.add_argument("--slots", type=int, default=48)
 p.add_argument("--max-len", type=int, default=2048); p.add_argument("--context", type=int, default=200)
-p.add_argument("--steps", type=int, default=30); p.add_argument("--batch", type=int, default=2)
+p.add_argument("--steps", type=int, default=30); p.add_argument("--batch", type=int, default=1)
 p.add_argument("--read-gbs", type=float, default=None, help="this CPU's read bandwidth (bench/mem_bandwidth.py), for the floor")
 p.add_argument("--package", default=None, help="reuse a package built by an earlier run")
 p.add_argument("--backends", default=None, help="GEMM backends autotuning chooses from, instead of the engine's (e.g. CPP)")

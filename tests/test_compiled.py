@@ -23,7 +23,7 @@ def test_compiled_engine_gives_transformers_tokens_from_two_graphs(tiny_base):
             async for o in engine.generate(GenerationRequest(f"c{i}", ids, SamplingParams(max_tokens=n, temperature=0, ignore_eos=True))): out += o.token_ids
             return out
         first = await asyncio.gather(*(one(i, p, n) for i, (p, n) in enumerate(zip(prompts, new_tokens))))
-        alone = await one(9, prompts[2], 4)  # a batch of one, padded with the spare slot
+        alone = await one(9, prompts[2], 4)  # a batch of one (the packages take batches from 1)
         await one(10, shared, 2)  # its 3 full blocks go into the prefix cache
         cached = await asyncio.gather(*(one(11 + i, p, 6) for i, p in enumerate(with_prefix)))  # each computes only its tail (one token for the last)
         await engine.shutdown(0)
@@ -45,10 +45,13 @@ def test_a_second_start_loads_the_decode_packages(tiny_base):
     from llmft.serve.engine import TransformersEngine, EngineSettings, GenerationRequest, SamplingParams
     tok, model = AutoTokenizer.from_pretrained(str(tiny_base)), AutoModelForCausalLM.from_pretrained(str(tiny_base)).eval()
     ids = tok("Return the sum of").input_ids
+    batches = []
     def start_and_generate(**kw):
         engine = TransformersEngine(EngineSettings(model=str(tiny_base), cpu_compile=True, cpu_compile_background=False, **kw))
         async def run():
             await engine.start()
+            packages = engine.forward.packages
+            for b, run in packages.items(): packages[b] = lambda *a, run=run: (batches.append(len(a[0])), run(*a))[1]
             out = [t async for o in engine.generate(GenerationRequest("r", ids, SamplingParams(max_tokens=8, temperature=0, ignore_eos=True))) for t in o.token_ids]
             await engine.shutdown(0)
             return out
@@ -56,6 +59,7 @@ def test_a_second_start_loads_the_decode_packages(tiny_base):
     start_and_generate(max_batch=8)
     got, note = start_and_generate(max_batch=8)
     assert "batch ≤ 4 loaded" in note and "batch ≤ 9 loaded" in note and "built" not in note, note
+    assert batches and set(batches) == {1}, batches  # a lone stream's steps read one row, not two
     ref = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
     assert got == ref
 
@@ -160,3 +164,23 @@ def test_a_float32_decode_package_for_a_bf16_model(tiny_base, tmp_path, monkeypa
     m = engine.forward.module
     logits = engine.forward.packages[7](pos * 0, pos, torch.arange(2), step_mask(pos, 4, torch.bfloat16), pos[:, 0] * 0, m.k_cache, m.v_cache)
     assert logits.dtype == torch.float32 and m.qkv[0].dtype == torch.bfloat16
+
+def test_whole_bf16_loads_change_how_weights_are_read_not_the_numbers(tmp_path):
+    "A bf16 linear compiled with the C++ GEMM template as a decode package is (`_compile_package`, inside `whole_bf16_loads`), after the same graph was compiled as torch writes it: the package's kernels load the weights whole, and give bit-identical outputs."
+    import zipfile
+    from llmft.serve.engine import forward_cpu
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 48, bias=False).to(torch.bfloat16).eval()
+    x = torch.randn(3, 64, dtype=torch.bfloat16)
+    with torch.no_grad():
+        program = torch.export.export(lin, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=2, max=8)},))
+        plain = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp_path/"plain.pt2"),
+            inductor_configs=dict(freezing=True, max_autotune=True, max_autotune_gemm_backends="CPP"))
+        forward_cpu._compile_package(program, 2, tmp_path/"whole.pt2")
+    kernels = lambda p: "".join(zipfile.ZipFile(p).read(n).decode() for n in zipfile.ZipFile(p).namelist() if n.endswith(".cpp"))
+    assert "load_fp32_from_bf16" not in kernels(plain) and "load_fp32_from_bf16" in kernels(tmp_path/"whole.pt2")
+    a, b = torch._inductor.aoti_load_package(plain), torch._inductor.aoti_load_package(str(tmp_path/"whole.pt2"))
+    for rows in (2, 3, 8):
+        xs = torch.randn(rows, 64, dtype=torch.bfloat16)
+        assert torch.equal(a(xs), b(xs))
+        torch.testing.assert_close(b(xs).float(), xs.float() @ lin.weight.float().T, rtol=2e-2, atol=2e-2)

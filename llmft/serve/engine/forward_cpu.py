@@ -4,7 +4,7 @@
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #cc601e63
 from __future__ import annotations
-import base64, copy, functools, hashlib, inspect, io, os, platform, subprocess, sys, threading, time, warnings
+import base64, contextlib, copy, functools, hashlib, inspect, io, os, platform, subprocess, sys, threading, time, warnings
 from pathlib import Path
 from fastcore.basics import patch
 from ...core import require, llmft_home
@@ -14,9 +14,9 @@ from .loading import spare_memory_bytes
 
 # %% auto #0
 __all__ = ['SMALL_BATCH', 'DECODE_FP32_PAYS', 'SMALL_PAYS', 'slot_forward_problem', 'SlotForward', 'gemm_backends', 'package_key',
-           'step_in_dtype', 'package_path', 'decode_package', 'save_step', 'load_step', 'build_saved_packages',
-           'below_the_server', 'start_package_builds', 'product_rates', 'prefill_dtype_choice', 'decode_dtype_choice',
-           'compile_decision', 'small_package_pays']
+           'whole_bf16_loads', 'step_in_dtype', 'package_path', 'decode_package', 'save_step', 'load_step',
+           'build_saved_packages', 'below_the_server', 'start_package_builds', 'product_rates', 'prefill_dtype_choice',
+           'decode_dtype_choice', 'compile_decision', 'small_package_pays']
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #6876806a
 def slot_forward_problem(model)->str|None:
@@ -212,8 +212,6 @@ class SlotForward(ForwardPath):
         if self.compiled and not any(n <= b for b in self.packages):  # its package still building: the tokens as rows of a mixed pass
             if self.builder is None: raise RuntimeError("SlotForward: no decode package for this batch; prepare() loads them")
             return self.mixed([(start + b, [int(i)], int(p)) for b, (i, p) in enumerate(zip(ids[:, 0], positions[:, 0]))])
-        if self.compiled and n == 1:  # a second row, in the next slot (free: slots 0 … start are the running ones and this one, and there is one spare)
-            ids, positions, last = (torch.cat([t, t]) for t in (ids, positions, last))
         rows = torch.arange(start, start + len(ids), device=ids.device)
         ids, positions = ids.contiguous(), positions.contiguous()  # strides are guarded too: an expanded `positions` would compile a graph of its own
         L = max(kv_len, positions.shape[1], 2 if self.compiled else 1)
@@ -259,11 +257,35 @@ def package_key(module, hint:int, dtype=None)->str:
     torch = require("torch")
     h, k = hashlib.blake2b(digest_size=12), module.k_cache[0]
     dtype = dtype or module.embed.weight.dtype
-    for part in (torch.__version__, _cpu_name(), inspect.getsource(type(module).forward), inspect.getsource(type(module).attend), repr((len(module.k_cache), tuple(k.shape), str(k.dtype), hint, gemm_backends(hint), str(dtype)))):
+    for part in (torch.__version__, _cpu_name(), inspect.getsource(type(module).forward), inspect.getsource(type(module).attend), repr((len(module.k_cache), tuple(k.shape), str(k.dtype), hint, gemm_backends(hint), str(dtype), "batch from 1")), _WHOLE_LOAD):
         h.update(part.encode())
     for name, t in [*module.named_parameters(), *module.named_buffers()]:
         if not name.startswith(("qkv.", "gate_up.")): h.update(t.detach().contiguous().view(-1).view(torch.uint8).numpy())  # the stacked ones: views of these
     return h.hexdigest()
+
+# %% ../../../nbs/08g_engine_forward_cpu.ipynb #af09fcbf
+_PARTIAL_LOAD = """            auto b = VectorizedIn::loadu(B + k * ldb + col * VLEN, VLEN);
+            vb[col] = at::vec::convert<{{compute_t}}>(b);"""
+_WHOLE_LOAD = """        {%- if input2_dtype == torch.bfloat16 %}
+            at::vec::load_fp32_from_bf16(B + k * ldb + col * VLEN, vb[col]);
+        {%- else %}
+""" + _PARTIAL_LOAD + """
+        {%- endif %}"""
+
+@contextlib.contextmanager
+def whole_bf16_loads():
+    "Inductor's C++ GEMM template loading bf16 weights a whole vector at a time while inside (see above); yields whether it could."
+    require("torch"); import torch._inductor.select_algorithm  # noqa: F401 -- imports the template's modules in the order they need
+    from torch._inductor.codegen import cpp_micro_gemm
+    gemm = cpp_micro_gemm.CppMicroGemmFP32Vec; kernel = gemm.TEMPLATE_KERNEL
+    found = kernel.count(_PARTIAL_LOAD) == 1
+    if found: gemm.TEMPLATE_KERNEL = kernel.replace(_PARTIAL_LOAD, _WHOLE_LOAD)
+    elif _WHOLE_LOAD not in kernel: _warn_once("Inductor's C++ GEMM template has changed: bf16 weights are loaded as it writes them (slower on AVX2; see whole_bf16_loads)")
+    try: yield found
+    finally: gemm.TEMPLATE_KERNEL = kernel
+
+@functools.cache
+def _warn_once(message:str): warnings.warn(message, stacklevel=3)
 
 # %% ../../../nbs/08g_engine_forward_cpu.ipynb #26bc6b36
 @functools.cache
@@ -278,13 +300,13 @@ def _cache_as_input():
     return CacheAsInput
 
 def _export_step(module, hint:int):
-    "`module`'s decode step exported for batches 2 … slots and contexts 2 … max_len, traced at batch `hint` (the size autotuning times)."
+    "`module`'s decode step exported for batches 1 … slots and contexts 2 … max_len, traced at batch `hint` (the size autotuning times; at least 2, which export would take for a constant)."
     torch = require("torch"); Dim = torch.export.Dim
     ks, vs = module.k_cache, module.v_cache
     S, n, B = ks[0].shape[0], len(ks), max(2, min(hint, ks[0].shape[0]))
     pos = torch.ones(B, 1, dtype=torch.long, device=ks[0].device)
     args = (pos * 0, pos, torch.arange(B, device=pos.device), step_mask(pos, 2, ks[0].dtype), pos[:, 0] * 0, ks, vs)  # the mask in the cache's dtype, whatever the step computes in
-    b, l = Dim("batch", min=2, max=S), Dim("context", min=2, max=ks[0].shape[2] - 1)
+    b, l = Dim("batch", min=1, max=S), Dim("context", min=2, max=ks[0].shape[2] - 1)
     shapes = dict(ids={0: b}, positions={0: b}, rows={0: b}, mask={0: b, 3: l}, last={0: b}, ks=[None] * n, vs=[None] * n)
     try:
         with warnings.catch_warnings():
@@ -296,8 +318,9 @@ def _export_step(module, hint:int):
 def _compile_package(program, hint:int, path:Path):
     "Compile an exported step into the package `path`, the GEMMs autotuned at batch `hint`."
     torch, part = require("torch"), path.with_suffix(".part.pt2")
-    torch._inductor.aoti_compile_and_package(program, package_path=str(part),
-        inductor_configs=dict(freezing=True, max_autotune=True, max_autotune_gemm_backends=gemm_backends(hint)))
+    with whole_bf16_loads():
+        torch._inductor.aoti_compile_and_package(program, package_path=str(part),
+            inductor_configs=dict(freezing=True, max_autotune=True, max_autotune_gemm_backends=gemm_backends(hint)))
     os.replace(part, path)
 
 def _build_package(module, hint:int, path:Path, dtype=None): _compile_package(_export_step(step_in_dtype(module, dtype), hint), hint, path)

@@ -111,7 +111,7 @@ def _forward_path(self:TransformersEngine, tune:bool):
     self.fused = fuse_projections(self.model) if tune and s.fuse_projections and not s.adapters and not s.allow_runtime_lora else 0
     self.prepacked = prepack_linear_weights(self.model, s.max_batch, spare_memory_bytes()) if tune and s.prepack else 0
     if tune and s.prepack and (note := prepack_note(self.model, self.prepacked)): self.notes["prepack"] = note
-    slots = s.max_batch + (1 if compiled else 0)  # the compiled forward pads a batch of one with the next slot
+    slots = s.max_batch + (1 if compiled else 0)  # a spare slot for the compiled forward: its decode packages are traced at batch 2
     self.cache = SlotKVCache(self.config, slots, self.max_model_len, self.dtype, self.device)
     tokens = s.prefix_cache_tokens if s.enable_prefix_caching else 0
     self.prefix = PrefixCache(self.config, tokens, self.dtype, self.device) if tokens >= 16 else None
