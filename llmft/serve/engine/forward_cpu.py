@@ -545,11 +545,17 @@ def idle(self:SlotForward, engine):
     rc, torch = self.builder.poll(), require("torch")  # first: a package it wrote before it ended is found below
     came = {b: job for b, job in self.pending.items() if job[1].exists()}
     for b, (hint, path, _) in came.items():
-        self.packages[b] = torch._inductor.aoti_load_package(str(path)); del self.pending[b]
-        _step_ms(self, [self.packages[b]], reps=0)  # its first step, here rather than in a request's
+        del self.pending[b]
+        try:
+            self.packages[b] = torch._inductor.aoti_load_package(str(path))
+            _step_ms(self, [self.packages[b]], reps=0)  # its first step, here rather than in a request's
+        except Exception as err:  # raised here, it would end no request and be retried every 0.1 s: say it and go on without it
+            self.packages.pop(b, None)
+            self.failed += f"; the package for batch ≤ {b} did not load ({type(err).__name__}: {str(err)[:200]}; {path}): those batches decode through the prefill parts"
+            warnings.warn(f"llmft engine: the decode package for batch ≤ {b} did not load: {err!r}"); continue
         self.done[b] = f"batch ≤ {b} built in the background, in at {time.time() - self.t0:.0f}s{self.in_dtype[b]}"
     if self.pending and rc is not None:
         lost = ", ".join(f"batch ≤ {b}" for b in sorted(self.pending)); self.pending.clear()
-        self.failed = f"; the background build of {lost} failed (exit {rc}; see {llmft_home()/'aoti'/'build.log'}): those batches decode through the prefill parts"
+        self.failed += f"; the background build of {lost} failed (exit {rc}; see {llmft_home()/'aoti'/'build.log'}): those batches decode through the prefill parts"
         warnings.warn(f"llmft engine: {self.failed[2:]}")
     if came or rc is not None: self._packages_in(engine)
