@@ -556,6 +556,6 @@ def idle(self:SlotForward, engine):
         self.done[b] = f"batch ≤ {b} built in the background, in at {time.time() - self.t0:.0f}s{self.in_dtype[b]}"
     if self.pending and rc is not None:
         lost = ", ".join(f"batch ≤ {b}" for b in sorted(self.pending)); self.pending.clear()
-        self.failed += f"; the background build of {lost} failed (exit {rc}; see {llmft_home()/'aoti'/'build.log'}): those batches decode through the prefill parts"
-        warnings.warn(f"llmft engine: {self.failed[2:]}")
+        lost = f"the background build of {lost} failed (exit {rc}; see {llmft_home()/'aoti'/'build.log'}): those batches decode through the prefill parts"
+        self.failed += f"; {lost}"; warnings.warn(f"llmft engine: {lost}")
     if came or rc is not None: self._packages_in(engine)
