@@ -412,11 +412,17 @@ def _gflops(torch, x, w, reps:int=3)->float:
     for _ in range(reps): torch.nn.functional.linear(x, w)
     return reps * 2 * x.shape[0] * x.shape[1] * w.shape[0] / (time.perf_counter() - t) / 1e9
 
+def _rate_shapes(config, tokens:int=512, gflop:float=2.0)->tuple[int, int, int]:
+    "(tokens, hidden, rows) of the product `product_rates` times: `config`'s gate and up weights, or as many of their rows as make about `gflop` GFLOP (a 7B model's whole gate/up weight, timed four times in bf16 where bf16 has no kernels, would take ~25 s)."
+    hidden = config.hidden_size
+    rows = 2 * (getattr(config, "intermediate_size", None) or 4 * hidden)
+    return tokens, hidden, min(rows, max(256, int(gflop * 1e9 / (2 * tokens * hidden))))
+
 def product_rates(model)->tuple[float, float]:
-    "GFLOP/s of one prefill-sized product on this CPU (512 tokens by `model`'s gate and up weights) in float32, and in the weights' dtype."
+    "GFLOP/s of one prefill-sized product on this CPU (512 tokens by `model`'s gate and up weights, or a slice of them: `_rate_shapes`) in float32, and in the weights' dtype."
     torch = require("torch")
-    dtype, c = next(model.parameters()).dtype, model.config
-    x, w = torch.randn(512, c.hidden_size), torch.randn(2 * (getattr(c, "intermediate_size", None) or 4 * c.hidden_size), c.hidden_size)
+    dtype, (n, hidden, rows) = next(model.parameters()).dtype, _rate_shapes(model.config)
+    x, w = torch.randn(n, hidden), torch.randn(rows, hidden)
     return _gflops(torch, x, w), _gflops(torch, x.to(dtype), w.to(dtype))
 
 def prefill_dtype_choice(setting:str, model, rates=None)->tuple:
