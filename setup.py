@@ -11,7 +11,7 @@ statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Produ
 py_versions = '3.10 3.11 3.12 3.13'.split()
 
 def reqs(key): return shlex.split(cfg.get(key, ''))
-extras = {name: reqs(f'{name}_requirements') for name in ('train', 'serve', 'vllm', 'gguf', 'dev')}
+extras = {name: reqs(f'{name}_requirements') for name in ('train', 'serve', 'vllm', 'gguf', 'deepspeed', 'dev')}
 extras['all'] = sorted({r for name in ('train', 'serve', 'gguf') for r in extras[name]})
 min_python = cfg['min_python']
 lic = licenses[cfg['license']]

@@ -87,6 +87,7 @@ class TrainConfig(Config):
     lean_activations: bool = True       # keep fewer activations for the backward pass (memory chapter)
     mlp_activations: Literal["recompute", "checkpoint"] = "recompute"  # with lean_activations: rebuild SwiGLU products, or the whole MLP
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPUs that have it; on a CPU with native bf16, timed at start (train chapter)
+    distributed: Literal["ddp", "fsdp", "zero2", "zero3"] = "ddp"  # how a launcher's processes share the work: copies, FSDP2 shards, DeepSpeed ZeRO (distributed chapter)
     group_by_length: bool = False       # batch similar lengths together (less padding)
     resume: bool = False                # continue from the latest checkpoint in output_dir
     min_free_mb: int = 200              # refuse to start with less free disk than this where output_dir is

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_qlora.ipynb #8fb74a1c
 from __future__ import annotations
-import json
+import json, os
 from pathlib import Path
 from .core import require
 from .base import resolve_model
@@ -16,14 +16,14 @@ __all__ = ['bnb_config', 'disable_cpu_repack', 'load_4bit_base', 'quantization_r
            'merge_report']
 
 # %% ../nbs/04_qlora.ipynb #871bebf6
-def bnb_config(q:QuantSettings):
-    "A transformers `BitsAndBytesConfig` for the settings."
+def bnb_config(q:QuantSettings, sharded:bool=False):
+    "A transformers `BitsAndBytesConfig` for the settings; `sharded`: FSDP will shard the base, so the packed 4-bit weights are stored in the compute dtype (FSDP shards tensors of one dtype)."
     tf, torch = require("transformers"), require("torch")
     if q.bits != 4: raise ValueError(f"only 4-bit quantization is supported for training, got bits={q.bits}")
     q = q.resolved()
     require("bitsandbytes")
     return tf.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.quant_type, bnb_4bit_use_double_quant=q.double_quant,
-                                 bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype))
+                                 bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype), **(dict(bnb_4bit_quant_storage=getattr(torch, q.compute_dtype)) if sharded else {}))
 
 def disable_cpu_repack(model)->int:
     "Keep bitsandbytes' 4-bit weights in the training layout on CPU (see above); returns the layers changed."
@@ -35,12 +35,13 @@ def disable_cpu_repack(model)->int:
 # %% ../nbs/04_qlora.ipynb #288de2fa
 def load_4bit_base(path:str,             # local folder or hub id
                    q:QuantSettings=QuantSettings(bits=4),
+                   sharded:bool=False,    # FSDP will shard it (`bnb_config`)
                   ):
     "Load a causal LM with 4-bit linear layers, frozen, ready for adapters."
     tf, torch = require("transformers"), require("torch")
     q = q.resolved()
-    model = tf.AutoModelForCausalLM.from_pretrained(path, quantization_config=bnb_config(q), dtype=getattr(torch, q.compute_dtype),
-                                                    device_map={"": 0} if torch.cuda.is_available() else None)
+    model = tf.AutoModelForCausalLM.from_pretrained(path, quantization_config=bnb_config(q, sharded), dtype=getattr(torch, q.compute_dtype),
+                                                    device_map={"": int(os.environ.get("LOCAL_RANK", "0"))} if torch.cuda.is_available() else None)  # each process its own GPU
     for p in model.parameters(): p.requires_grad_(False)
     disable_cpu_repack(model)
     return model

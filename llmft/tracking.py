@@ -4,7 +4,8 @@
 
 # %% ../nbs/05_tracking.ipynb #fce9f90f
 from __future__ import annotations
-import json, os, time, math
+import json, os, signal, threading, time, math
+from contextlib import contextmanager
 from pathlib import Path
 from .core import require
 from .config import TrainConfig, TrackingSettings
@@ -12,7 +13,7 @@ from .train import train, start_training, tokenized_data
 from .provenance import library_versions, git_commit, machine_info
 
 # %% auto #0
-__all__ = ['tracking_uri', 'mlflow_client', 'flatten', 'MlflowTracker', 'train_tracked']
+__all__ = ['tracking_uri', 'mlflow_client', 'flatten', 'MlflowTracker', 'Terminated', 'sigterm_raises', 'train_tracked']
 
 # %% ../nbs/05_tracking.ipynb #5f33c72d
 def tracking_uri(t:TrackingSettings)->str:
@@ -102,6 +103,18 @@ def MlflowTracker(cfg:TrainConfig, run_id:str|None=None, train_id:str|None=None)
     return _tracker_class()(cfg, run_id, train_id)
 
 # %% ../nbs/05_tracking.ipynb #6dc7b890
+class Terminated(RuntimeError):
+    "The process was sent SIGTERM while it trained."
+
+@contextmanager
+def sigterm_raises():
+    "While this runs (in the main thread), SIGTERM raises `Terminated` instead of ending the process at once, so the run's record is closed first."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def stop(signum, frame): raise Terminated("stopped by SIGTERM (the launcher stops every process when one of the run's processes fails; or a scheduler stopped it)")
+    before = signal.signal(signal.SIGTERM, stop)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, before)
+
 def train_tracked(cfg:TrainConfig, callbacks:list=())->dict:
     "Train with MLflow tracking; a resumed run continues the MLflow run recorded for it in the output folder."
     if not cfg.tracking.enabled or int(os.environ.get("RANK", "0")) != 0: return train(cfg, callbacks)  # one record per run: rank 0's
@@ -111,7 +124,7 @@ def train_tracked(cfg:TrainConfig, callbacks:list=())->dict:
     run_id = recorded.get("run_id") if recorded.get("train_id") == start[0] else None
     tracker = MlflowTracker(cfg, run_id, train_id=start[0])
     try:
-        summary = train(cfg, [tracker, *callbacks], start, data)
+        with sigterm_raises(): summary = train(cfg, [tracker, *callbacks], start, data)
         tracker.finish(summary)
     except BaseException as e:
         tracker.fail(e); raise

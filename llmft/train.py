@@ -12,6 +12,7 @@ from .base import resolve_model
 from .memory import lean_activations
 from .config import TrainConfig, QuantSettings
 from .lora import apply_lora, trainable_report
+from .distributed import distributed_arguments, allow_fsdp_on_cpu, full_state_dict, job_tokens, sharding, is_main_process, world_size
 
 # %% auto #0
 __all__ = ['BF16_SPEEDUP', 'RUN_RECORD', 'FeatureDataset', 'feature_collator', 'prepare_data', 'TrainingDiverged', 'dataset_nll',
@@ -65,6 +66,9 @@ def _trainer_class():
                 raise TrainingDiverged(f"loss became {loss.item()} at step {self.state.global_step + 1}: lower the learning rate "
                                        f"(now {self.args.learning_rate}), keep max_grad_norm set, or check the data")
             return loss
+        def create_accelerator_and_postprocess(self):
+            if self.args.fsdp_plugin_args is not None and not torch.cuda.is_available(): allow_fsdp_on_cpu()  # accelerate would make it DDP (distributed chapter)
+            return super().create_accelerator_and_postprocess()
         def log(self, logs, *args, **kwargs):
             if "loss" in logs and self._t0 is not None: logs["tokens_per_s"] = round(self._tokens / max(time.time() - self._t0, 1e-9), 1)
             super().log(logs, *args, **kwargs)
@@ -105,7 +109,7 @@ def load_base_model(cfg:TrainConfig, path:str|None=None):
     path = path or resolve_model(cfg.model, 0)
     if cfg.quantization.bits == 4:
         from llmft.qlora import load_4bit_base
-        return load_4bit_base(path, cfg.quantization)
+        return load_4bit_base(path, cfg.quantization, sharded=cfg.distributed == "fsdp" and world_size() > 1)
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     return tf.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True)  # never unpickle weights
 
@@ -245,8 +249,8 @@ def precision_choice(cfg:TrainConfig, model, batch:dict)->dict:
 
 
 # %% ../nbs/03b_train.ipynb #6caeeb6c
-def training_arguments(cfg:TrainConfig, bf16:bool|None=None):
-    "transformers `TrainingArguments` for a config; `bf16`: train in bf16 autocast (default: as `precision_choice` decides without timing)."
+def training_arguments(cfg:TrainConfig, bf16:bool|None=None, model=None):
+    "transformers `TrainingArguments` for a config; `bf16`: train in bf16 autocast (default: as `precision_choice` decides without timing); `model`: the one `cfg.distributed` shards, under a launcher."
     tf, torch = require("transformers"), require("torch")
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in inspect.signature(tf.TrainingArguments).parameters else "gradient_checkpointing"  # renamed in transformers 5.2x
     return tf.TrainingArguments(
@@ -258,7 +262,7 @@ def training_arguments(cfg:TrainConfig, bf16:bool|None=None):
         max_grad_norm=cfg.max_grad_norm, **{checkpointing: cfg.gradient_checkpointing}, train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         remove_unused_columns=False, report_to=[], dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
         bf16=bf16 if bf16 is not None else cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported() and cfg.quantization.bits is None),
-        disable_tqdm=False, save_only_model=False)
+        disable_tqdm=False, save_only_model=False, **distributed_arguments(cfg.distributed, model))
 
 def tokenized_data(cfg:TrainConfig)->tuple:
     "(tokenizer, `prepare_data` output) of a config: everything about the data checked before any model or training library loads."
@@ -278,15 +282,15 @@ def build_trainer(cfg:TrainConfig, callbacks:list=(), data:tuple|None=None, prec
     if cfg.gradient_checkpointing: model.enable_input_require_grads()
     collator, train_set = feature_collator(tok.pad_token_id), data["train"]
     precision = precision or precision_choice(cfg, model, collator([train_set[i] for i in range(min(len(train_set), cfg.batch_size))]))
-    trainer = _trainer_class()(model=model, args=training_arguments(cfg, precision["precision"] == "bf16"), train_dataset=train_set,
+    trainer = _trainer_class()(model=model, args=training_arguments(cfg, precision["precision"] == "bf16", model), train_dataset=train_set,
                                eval_dataset=data["validation"], data_collator=collator, processing_class=tok, callbacks=list(callbacks))
     return trainer, {k: v for k, v in data.items() if k.endswith("_info")} | dict(precision=precision)
 
 # %% ../nbs/03b_train.ipynb #5fad7232
-def save_adapter(model, tokenizer, cfg:TrainConfig, out:str|Path, extra:dict|None=None)->Path:
-    "Save the LoRA adapter (safetensors, no base weights) and what is needed to rebuild its base."
+def save_adapter(model, tokenizer, cfg:TrainConfig, out:str|Path, extra:dict|None=None, state_dict:dict|None=None)->Path:
+    "Save the LoRA adapter (safetensors, no base weights) and what is needed to rebuild its base; `state_dict`: the whole model's, gathered when the run shards it."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    model.save_pretrained(out, safe_serialization=True, **(dict(state_dict=state_dict) if state_dict is not None else {}))
     tokenizer.save_pretrained(out)
     meta = dict(base_model=cfg.model, base_path=resolve_model(cfg.model, 0), quantization=cfg.quantization.resolved().model_dump(),
                 template=choose_template(cfg.data.template, tokenizer), max_length=cfg.data.max_length, lora=cfg.lora.model_dump(), **(extra or {}))
@@ -338,7 +342,7 @@ def check_output_dir(out:Path, min_free_mb:int=200):
 # %% ../nbs/03b_train.ipynb #f4ab5fbe
 RUN_RECORD = "llmft_train.json"  # in OUTPUT/ and in each checkpoint: {"train_id": ...}
 
-def _main_process()->bool: return int(os.environ.get("RANK", "0")) == 0
+_main_process = is_main_process
 
 def _train_id(folder:Path)->str|None:
     f = Path(folder)/RUN_RECORD
@@ -405,10 +409,11 @@ def train(cfg:TrainConfig,          # the training configuration
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.time() - t0
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
-    adapter = out/"adapter"
-    if trainer.is_world_process_zero(): save_adapter(trainer.model, trainer.processing_class, cfg, adapter, dict(data=info, precision=precision, train_id=train_id))
+    adapter, whole, tokens = out/"adapter", full_state_dict(trainer), job_tokens(trainer._tokens)  # both collective: every process calls them
+    if trainer.is_world_process_zero(): save_adapter(trainer.model, trainer.processing_class, cfg, adapter, dict(data=info, precision=precision, train_id=train_id,
+                                                                                                          processes=world_size(), distributed=sharding(trainer)), whole)
     summary = dict(adapter=str(adapter), steps=trainer.state.global_step, train_seconds=round(seconds, 2), train_id=train_id,
-                   train_loss=result.training_loss, tokens_per_s=round(trainer._tokens / max(seconds, 1e-9), 1),
+                   train_loss=result.training_loss, tokens_per_s=round(tokens / max(seconds, 1e-9), 1), processes=world_size(), distributed=sharding(trainer),
                    **{k: v for k, v in metrics.items()}, trainable=trainable_report(trainer.model), data=info, precision=precision,
                    log_history=trainer.state.log_history)
     if trainer.is_world_process_zero(): (out/"train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
