@@ -89,6 +89,7 @@ class BenchConfig(Config):
     slo_e2e: float|None = None             # seconds; goodput counts requests within it
     monitor_pid: int|None = None           # the server process, for its CPU and memory
     api_key: str|None = None
+    server_gpus: int|None = None           # GPUs the server under test uses (vLLM: TP × PP × DP), recorded for `llmft cost`
     max_duration_s: float = 600.0
     timeout_s: float = 300.0
     seed: int = 0

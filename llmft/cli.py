@@ -211,7 +211,7 @@ def _bench(args)->int:
 def _cost(args)->int:
     from decimal import Decimal
     from pathlib import Path
-    from llmft.cost import PriceCatalog, training_hours, training_cost, inference_cost, scaling_table, write_cost_report, folder_gb, load_bench
+    from llmft.cost import PriceCatalog, training_hours, training_cost, inference_cost, scaling_table, write_cost_report, folder_gb, load_bench, train_summary, measured_efficiency
     cat = PriceCatalog.load(args.prices)
     training, inference = {}, {}
     if args.train_run and not args.tracking_uri:
@@ -225,9 +225,14 @@ def _cost(args)->int:
     for b in args.bench or []:
         rep = load_bench(b)
         for inst in args.instance:
-            inference[f"{Path(b).name} on {inst}"] = inference_cost(cat, inst, rep, args.spot, args.daily_requests, args.utilization, args.api_price_per_1m)
+            inference[f"{Path(b).name} on {inst}"] = inference_cost(cat, inst, rep, args.spot, args.daily_requests, args.utilization, args.api_price_per_1m, server_gpus=args.server_gpus)
     if not training and not inference: raise ValueError("nothing to cost: give --train-run/--train-dir/--train-hours and/or --bench")
-    scaling = scaling_table(next(iter(training.values()))["hours"], cat.rate(args.instance[0], args.spot), efficiency=args.scaling_efficiency) if training else None
+    measured = {}
+    if args.scaling_from:
+        if not args.train_dir: raise ValueError("--scaling-from measures against the same job on one process: give that run's folder as --train-dir")
+        one = train_summary(args.train_dir)
+        for d in args.scaling_from: many = train_summary(d); measured[int(many.get("processes", 1))] = (measured_efficiency(one, many), f"{many['processes']} processes, {d}")
+    scaling = scaling_table(next(iter(training.values()))["hours"], cat.rate(args.instance[0], args.spot), efficiency=args.scaling_efficiency, measured=measured) if training else None
     out = write_cost_report(cat, args.out, training, inference, scaling, args.train_run, args.tracking_uri)
     print((out/"cost.md").read_text())
     return 0
@@ -308,7 +313,9 @@ def _add_cost(sub):
     co.add_argument("--bench", nargs="*", help="benchmark output folders (bench.json)"); co.add_argument("--spot", action="store_true")
     co.add_argument("--daily-requests", type=int); co.add_argument("--utilization", type=float, default=0.7)
     co.add_argument("--api-price-per-1m", type=float, help="a hosted API's $ per 1M output tokens, for the break-even")
-    co.add_argument("--retention-months", type=float, default=1.0); co.add_argument("--scaling-efficiency", type=float, default=0.9)
+    co.add_argument("--retention-months", type=float, default=1.0); co.add_argument("--scaling-efficiency", type=float, default=0.9, help="assumed, for GPU counts not measured")
+    co.add_argument("--scaling-from", nargs="+", metavar="DIR", help="train folders of the same job on several processes: their scaling efficiency is measured against --train-dir")
+    co.add_argument("--server-gpus", type=int, help="GPUs one benchmarked server uses (vLLM: TP × PP × DP; default: what llmft bench recorded, else one instance)")
     co.add_argument("--out", required=True); co.set_defaults(func=_cost)
 
 def _add_pipeline(sub):

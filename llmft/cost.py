@@ -14,8 +14,9 @@ from .report import pyplot, save_figure
 
 # %% auto #0
 __all__ = ['PRECISION', 'BENCH_FIELDS', 'CostError', 'Instance', 'SplitRule', 'StoragePrice', 'EgressPrice', 'PriceCatalog', 'q',
-           'split_rate', 'training_hours', 'folder_gb', 'training_cost', 'inference_cost', 'load_bench',
-           'scaling_table', 'compare_costs', 'cost_markdown', 'write_cost_report']
+           'split_rate', 'training_hours', 'folder_gb', 'training_cost', 'instances_per_server', 'inference_cost',
+           'load_bench', 'scaling_table', 'train_summary', 'measured_efficiency', 'compare_costs', 'cost_markdown',
+           'write_cost_report']
 
 # %% ../nbs/11_cost.ipynb #0f3780ce
 class CostError(ValueError):
@@ -131,10 +132,17 @@ def training_cost(cat:PriceCatalog, instance:str, hours:Decimal, count:int=1, sp
                 sources=sorted({cat.instance(instance).source, price.source, cat.split_rule.source}))
 
 # %% ../nbs/11_cost.ipynb #53cc9657
+def instances_per_server(inst:Instance, gpus:int|None)->int:
+    "How many of `inst` one server using `gpus` GPUs (vLLM: tensor × pipeline × data parallel) takes; None: one instance."
+    if not gpus: return 1
+    if inst.gpu_count == 0: raise CostError(f"the server uses {gpus} GPUs but {inst.instance} has none: price it on a GPU instance")
+    return math.ceil(gpus / inst.gpu_count)
+
 def inference_cost(cat:PriceCatalog, instance:str, bench:dict, spot:bool=False, daily_requests:int|None=None, utilization:float=0.7,
-                   api_price_per_1m:float|None=None, use_goodput:bool=True)->dict:
-    "Per-request and per-million-token cost of serving from a benchmark, plus capacity and break-even."
-    rate = cat.rate(instance, spot)
+                   api_price_per_1m:float|None=None, use_goodput:bool=True, server_gpus:int|None=None)->dict:
+    "Per-request and per-million-token cost of serving from a benchmark, plus capacity and break-even; `server_gpus`: GPUs one server uses (default: the benchmark's record, else one instance)."
+    per_server = instances_per_server(cat.instance(instance), server_gpus or (bench.get("config") or {}).get("server_gpus"))
+    rate = cat.rate(instance, spot) * per_server
     throughput = bench.get("goodput") if use_goodput and bench.get("slo_e2e_s") else bench.get("request_throughput")
     basis = "goodput" if use_goodput and bench.get("slo_e2e_s") else "request throughput"
     tok_s = bench.get("output_token_throughput") or 0
@@ -142,8 +150,8 @@ def inference_cost(cat:PriceCatalog, instance:str, bench:dict, spot:bool=False, 
     per_request = rate / (Decimal(3600) * Decimal(str(throughput)))
     scale = Decimal(str(throughput)) / Decimal(str(bench["request_throughput"]))  # goodput's share of the token rate
     per_1m = rate / (Decimal(3600) * Decimal(str(tok_s)) * scale) * Decimal(10**6)
-    out = dict(instance=instance, hourly=rate, basis=basis, throughput_rps=throughput, output_tokens_per_s=tok_s * float(scale),
-               per_request=q(per_request), per_1m_output_tokens=q(per_1m), breakdown_per_hour=split_rate(cat, instance, spot), source=cat.instance(instance).source)
+    out = dict(instance=instance, instances_per_server=per_server, hourly=rate, basis=basis, throughput_rps=throughput, output_tokens_per_s=tok_s * float(scale),
+               per_request=q(per_request), per_1m_output_tokens=q(per_1m), breakdown_per_hour={k: v * per_server for k, v in split_rate(cat, instance, spot).items()}, source=cat.instance(instance).source)
     if daily_requests:
         capacity = throughput * 86400 * utilization
         n = max(1, math.ceil(daily_requests / capacity))
@@ -170,15 +178,33 @@ def load_bench(path:str|Path)->dict:
     return rep
 
 # %% ../nbs/11_cost.ipynb #84b844f8
-def scaling_table(one_gpu_hours:Decimal, hourly_per_gpu:Decimal, gpus:list[int]=(1, 2, 4, 8), efficiency:float|dict=0.9)->list[dict]:
-    "Hours and cost of a job on N GPUs given a scaling efficiency (one value, or one per N)."
-    rows = []
-    for n in gpus:
+def scaling_table(one_gpu_hours:Decimal, hourly_per_gpu:Decimal, gpus:list[int]=(1, 2, 4, 8), efficiency:float|dict=0.9,
+                  measured:dict[int, tuple[float, str]]|None=None)->list[dict]:
+    "Hours and cost of a job on N GPUs given a scaling efficiency (one value, or one per N); `measured`: N -> (efficiency, where it was measured), used for those N."
+    rows, measured = [], measured or {}
+    for n in sorted(set(gpus) | set(measured)):
         e = Decimal(str(efficiency.get(n, 1.0) if isinstance(efficiency, dict) else (1.0 if n == 1 else efficiency)))
-        if not 0 < e <= 1: raise CostError(f"scaling efficiency must be in (0, 1], got {e} for {n} GPUs")
+        below = max((m for m in measured if m < n), default=None)  # more GPUs are assumed to scale no better than fewer measured ones
+        if n not in measured and not 0 < e <= 1: raise CostError(f"scaling efficiency must be in (0, 1], got {e} for {n} GPUs")
+        if n in measured: e, basis = Decimal(str(round(measured[n][0], 3))), f"measured ({measured[n][1]})"
+        elif below is not None and measured[below][0] < e: e, basis = Decimal(str(round(measured[below][0], 3))), f"assumed: as measured on {below}"
+        else: basis = "one GPU" if n == 1 else "assumed"
         hours = one_gpu_hours / (n * e)
-        rows.append(dict(gpus=n, efficiency=e, hours=q(hours), cost=q(hours * hourly_per_gpu * n)))
+        rows.append(dict(gpus=n, efficiency=e, basis=basis, hours=q(hours), cost=q(hours * hourly_per_gpu * n)))
     return rows
+
+def train_summary(folder:str|Path)->dict:
+    "The `train_summary.json` a `llmft train` output folder holds."
+    f = Path(folder)/"train_summary.json"
+    if not f.exists(): raise CostError(f"{folder}: no train_summary.json (not a finished llmft train output folder)")
+    return json.loads(f.read_text())
+
+def measured_efficiency(one:dict, many:dict)->float:
+    "Scaling efficiency of a run on N processes against the same job on one, from their train summaries: tokens/s of N ÷ (N × tokens/s of one)."
+    n, solo = int(many.get("processes", 1)), int(one.get("processes", 1))
+    if solo != 1 or n < 2: raise CostError(f"measuring scaling takes a one-process run and a run on several (got {solo} and {n} processes)")
+    if one.get("tokens_per_s", 0) <= 0 or many.get("tokens_per_s", 0) <= 0: raise CostError("a train summary without tokens/s: nothing to measure scaling from")
+    return many["tokens_per_s"] / (n * one["tokens_per_s"])
 
 # %% ../nbs/11_cost.ipynb #eeab1a59
 def compare_costs(training:dict[str, dict]|None=None, inference:dict[str, dict]|None=None)->dict:
@@ -217,7 +243,8 @@ def cost_markdown(report:dict)->str:
         lines.append("")
         lines += [f"- {k}: {v['break_even']}" for k, v in report.get("inference", {}).items() if v.get("break_even")]
     if report.get("scaling"):
-        lines += ["", "## Scaling the training job", "", "| GPUs | efficiency | hours | cost |", "|---|---|---|---|"] + [f"| {r['gpus']} | {r['efficiency']} | {Decimal(r['hours']):.3f} | {_money(r['cost'])} |" for r in report["scaling"]]
+        lines += ["", "## Scaling the training job", "", "| GPUs | efficiency | from | hours | cost |", "|---|---|---|---|---|"]
+        lines += [f"| {r['gpus']} | {r['efficiency']} | {r.get('basis', '')} | {Decimal(r['hours']):.3f} | {_money(r['cost'])} |" for r in report["scaling"]]
     lines += ["", f"Prices: {report['catalog']}. " + "Sources: " + "; ".join(report["sources"]) + ". " + (report.get("checked_at") or ""), ""]
     return "\n".join(lines)
 

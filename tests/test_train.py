@@ -111,6 +111,11 @@ def test_two_cpu_processes_train_as_one(store, tiny_base, mode, quantized):
     if mode == "fsdp": assert (out/"checkpoints"/"checkpoint-10"/"pytorch_model_fsdp.bin").exists()  # FSDP's own checkpoint of the (adapter) state
     runs = runs_in(out)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].data.params["distributed"] == mode
+    if mode == "ddp":  # the cost report's scaling table takes its 2-GPU efficiency from these two runs
+        r = run_cli("cost", "--instance", "g6.xlarge", "--train-dir", theirs.parent, "--scaling-from", out, "--out", out/"cost")
+        assert r.returncode == 0, r.stderr[-2000:]
+        e = round(s["tokens_per_s"] / (2 * ref["tokens_per_s"]), 3)
+        assert f"| 2 | {e} | measured (2 processes, {out}) |" in r.stdout
 
 def two_machines(steps:int, workdir:Path):
     "Two launchers on this machine as machines 0 and 1 of a 2-process job, each in its own folder (its own disk); started, not waited for."
