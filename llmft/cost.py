@@ -215,7 +215,7 @@ def compare_costs(training:dict[str, dict]|None=None, inference:dict[str, dict]|
         out["training"] = [dict(name=k, instance=v["instance"], hours=v["hours"], total=v["total"], **{f"{p}": c for p, c in v["breakdown"].items()}, cheapest=k == best) for k, v in training.items()]
     if inference:
         best = min(inference, key=lambda k: inference[k]["per_1m_output_tokens"])
-        out["inference"] = [dict(name=k, instance=v["instance"], basis=v["basis"], throughput_rps=v["throughput_rps"], per_request=v["per_request"],
+        out["inference"] = [dict(name=k, instance=v["instance"] + (f" ×{v['instances_per_server']}" if v.get("instances_per_server", 1) > 1 else ""), basis=v["basis"], throughput_rps=v["throughput_rps"], per_request=v["per_request"],
                                  per_1m_output_tokens=v["per_1m_output_tokens"], cheapest=k == best) | ({"daily_cost": v["daily_cost"], "instances_needed": v["instances_needed"]} if "daily_cost" in v else {})
                             for k, v in inference.items()]
     return out
