@@ -23,7 +23,7 @@ setuptools.setup(
                  'License :: ' + lic[1], 'Natural Language :: ' + cfg['language'].title()]
                 + ['Programming Language :: Python :: ' + o for o in py_versions[py_versions.index(min_python):]],
     url=cfg['git_url'], packages=setuptools.find_packages(include=['llmft', 'llmft.*']),
-    include_package_data=True, package_data={'llmft': ['assets/*.yaml', 'assets/sample/*.jsonl']},
+    include_package_data=True, package_data={'llmft': ['assets/*.yaml', 'assets/sample/*.jsonl', 'assets/sample_preference/*.jsonl']},
     install_requires=reqs('requirements'), extras_require=extras,
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(), long_description_content_type='text/markdown',

@@ -50,6 +50,8 @@ def _tokenizer(model:str):
 
 def _data(args)->int:
     from llmft.data import tokenize_examples, dataset_stats
+    from llmft.preference import is_preference_source
+    if args.schema is None and not args.map and is_preference_source(args.path, args.split): return _preference_data(args)
     rep = _load_data(args)
     if args.action == "validate":
         problems = list(rep.problems)
@@ -69,6 +71,26 @@ def _data(args)->int:
         print(json.dumps(dict(source=rep.source, schema=rep.schema, problems=len(rep.problems), **dataset_stats(rep.examples, tok, args.template, args.max_length)), indent=2))
         return 0
     for ex in rep.examples[: args.n]: _preview(ex, tok, args)
+    return 0
+
+# %% ../nbs/13_cli.ipynb #b2cb33dc
+def _preference_data(args)->int:
+    "`llmft data` on a preference file (paired: prompt/chosen/rejected; unpaired: prompt/completion/label)."
+    from llmft.preference import load_preferences, preference_stats, _text_of
+    rep = load_preferences(args.path, strict=False, split=args.split)
+    if args.action == "validate":
+        for p in rep.problems: print(p)
+        print(rep.summary(), file=sys.stderr)
+        if args.out:
+            with open(args.out, "w") as f:
+                for e in rep.examples: f.write(json.dumps(dict(id=e.id, **e.trl()), ensure_ascii=False) + "\n")
+            print(f"wrote {len(rep.examples)} records to {args.out}", file=sys.stderr)
+        return 0 if not rep.problems or args.lenient else 1
+    if args.action == "stats":
+        print(json.dumps(preference_stats(rep, _tokenizer(args.model or "tiny")), indent=2)); return 0
+    for e in rep.examples[: args.n]:
+        print(f"--- {e.ref}" + (f" (id={e.id})" if e.id else ""))
+        for k, v in e.trl().items(): print(f"[{k}] {_text_of(v) if not isinstance(v, bool) else v}")
     return 0
 
 # %% ../nbs/13_cli.ipynb #8394c0d6
@@ -208,10 +230,19 @@ def _bench(args)->int:
     return 0
 
 # %% ../nbs/13_cli.ipynb #5fd4786a
+def _measured_scaling(args)->dict:
+    "N -> (efficiency, where) for each `--scaling-from` run against the one-process `--train-dir` run."
+    from llmft.cost import train_summary, measured_efficiency
+    if not args.scaling_from: return {}
+    if not args.train_dir: raise ValueError("--scaling-from measures against the same job on one process: give that run's folder as --train-dir")
+    one, measured = train_summary(args.train_dir), {}
+    for d in args.scaling_from: many = train_summary(d); measured[int(many.get("processes", 1))] = (measured_efficiency(one, many), f"{many['processes']} processes, {d}")
+    return measured
+
 def _cost(args)->int:
     from decimal import Decimal
     from pathlib import Path
-    from llmft.cost import PriceCatalog, training_hours, training_cost, inference_cost, scaling_table, write_cost_report, folder_gb, load_bench, train_summary, measured_efficiency
+    from llmft.cost import PriceCatalog, training_hours, training_cost, inference_cost, scaling_table, write_cost_report, folder_gb, load_bench
     cat = PriceCatalog.load(args.prices)
     training, inference = {}, {}
     if args.train_run and not args.tracking_uri:
@@ -227,12 +258,7 @@ def _cost(args)->int:
         for inst in args.instance:
             inference[f"{Path(b).name} on {inst}"] = inference_cost(cat, inst, rep, args.spot, args.daily_requests, args.utilization, args.api_price_per_1m, server_gpus=args.server_gpus)
     if not training and not inference: raise ValueError("nothing to cost: give --train-run/--train-dir/--train-hours and/or --bench")
-    measured = {}
-    if args.scaling_from:
-        if not args.train_dir: raise ValueError("--scaling-from measures against the same job on one process: give that run's folder as --train-dir")
-        one = train_summary(args.train_dir)
-        for d in args.scaling_from: many = train_summary(d); measured[int(many.get("processes", 1))] = (measured_efficiency(one, many), f"{many['processes']} processes, {d}")
-    scaling = scaling_table(next(iter(training.values()))["hours"], cat.rate(args.instance[0], args.spot), efficiency=args.scaling_efficiency, measured=measured) if training else None
+    scaling = scaling_table(next(iter(training.values()))["hours"], cat.rate(args.instance[0], args.spot), efficiency=args.scaling_efficiency, measured=_measured_scaling(args)) if training else None
     out = write_cost_report(cat, args.out, training, inference, scaling, args.train_run, args.tracking_uri)
     print((out/"cost.md").read_text())
     return 0
@@ -318,6 +344,7 @@ def _add_cost(sub):
     co.add_argument("--server-gpus", type=int, help="GPUs one benchmarked server uses (vLLM: TP × PP × DP; default: what llmft bench recorded, else one instance)")
     co.add_argument("--out", required=True); co.set_defaults(func=_cost)
 
+# %% ../nbs/13_cli.ipynb #f650d598
 def _add_pipeline(sub):
     "The `demo and run: the whole pipeline` commands."
     for name, help in [("demo", "run the whole pipeline on the embedded defaults"), ("run", "run a pipeline from a YAML file")]:

@@ -160,3 +160,20 @@ def test_chat_template_asked_of_a_model_without_one_is_one_line_before_training(
     assert not (tmp_path/"out"/"checkpoints").exists()
     r = run_cli("data", "preview", "sample", "--model", plain, "-n", "1")  # no template named: plain, since it has none
     assert r.returncode == 0 and "### Instruction:" in r.stdout, r.stdout + r.stderr
+
+def test_cli_data_knows_preference_files(tmp_path):
+    "Paired (prompt/chosen/rejected, text or messages) and KTO files: every defect at its line, the valid records written back, stats by kind."
+    u = [{"role": "user", "content": "Add 2 and 3."}]
+    rows = [dict(id="1", prompt="Add 2 and 3.", chosen="5", rejected="6"), dict(id="2", prompt="Add 1 and 1.", chosen="2"),
+            dict(id="3", prompt="p", chosen="x", rejected="x"), dict(id="4", chosen=u + [{"role": "assistant", "content": "5"}], rejected=[{"role": "user", "content": "Add 9 and 9."}, {"role": "assistant", "content": "6"}])]
+    f = tmp_path/"prefs.jsonl"; f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = run_cli("data", "validate", f, "--lenient", "--out", tmp_path/"kept.jsonl")
+    assert r.returncode == 0 and r.stdout.splitlines() == [
+        "prefs.jsonl:2 (id=2): field 'rejected' is missing", "prefs.jsonl:3 (id=3): field 'chosen' is the same as rejected: the pair prefers nothing",
+        "prefs.jsonl:4 (id=4): field 'chosen[0]' prompt mismatch: chosen and rejected differ at message 0 (user turn), before the answers; without a prompt field, both must share every turn up to the answer"], r.stdout
+    assert [json.loads(x)["id"] for x in (tmp_path/"kept.jsonl").read_text().splitlines()] == ["1"]
+    assert run_cli("data", "validate", f).returncode == 1
+    k = tmp_path/"kto.csv"; k.write_text("prompt,completion,label\nAdd 2 and 3.,5,true\nAdd 2 and 3.,6,false\n")
+    s = json.loads(run_cli("data", "stats", k).stdout)
+    assert (s["kind"], s["examples"], s["labels"]) == ("unpaired", 2, dict(desirable=1, undesirable=1))
+    assert json.loads(run_cli("data", "stats", "sample-preference").stdout)["examples"] == 1000
