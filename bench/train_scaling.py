@@ -4,8 +4,7 @@ Each row is one `llmft train` run (one thread per process, so N processes use N 
 global batch (`--global-batch` split evenly between the processes), fp32. Rows: one process, then N processes with
 `distributed=ddp`, `fsdp` and (with DeepSpeed installed) `zero2` and `zero3`. Metric: the whole job's supervised
 tokens per second (what `llmft train` records); scaling efficiency = tokens/s of N ÷ (N × tokens/s of one), the number
-`llmft cost --scaling-from` puts in the cost report. `--zero2-overlap` adds a ZeRO-2 row with DeepSpeed's
-`overlap_comm` on (llmft turns it on only on GPUs). Rows run --repeats times, round-robin; the median is reported.
+`llmft cost --scaling-from` puts in the cost report. Rows run --repeats times, round-robin; the median is reported.
 Writes bench/out/train_scaling.{json,md}.
 """
 import argparse, json, os, platform, shutil, statistics, subprocess, sys, tempfile
@@ -14,31 +13,28 @@ from pathlib import Path
 p = argparse.ArgumentParser()
 p.add_argument("--model", default="tiny"); p.add_argument("--processes", type=int, default=2)
 p.add_argument("--steps", type=int, default=100); p.add_argument("--global-batch", type=int, default=16)
-p.add_argument("--repeats", type=int, default=2); p.add_argument("--zero2-overlap", action="store_true")
+p.add_argument("--repeats", type=int, default=2)
 p.add_argument("--out", default="bench/out")
 args = p.parse_args()
 bin_ = Path(sys.executable).parent
 work = Path(tempfile.mkdtemp(prefix="llmft-scaling-"))
 common = [f"model={args.model}", f"max_steps={args.steps}", "save_steps=100000", "eval_steps=100000", "logging_steps=50", "precision=fp32",
           "data.eval=null", "tracking.enabled=false"]
-HERE = Path(__file__).resolve().parent
 
 def deepspeed_installed()->bool:
     return subprocess.run([sys.executable, "-c", "import deepspeed"], capture_output=True).returncode == 0
 
 rows = [("one process", 1, None)] + [(f"{args.processes} processes, {m}", args.processes, m) for m in ("ddp", "fsdp")]
 if deepspeed_installed(): rows += [(f"{args.processes} processes, {m}", args.processes, m) for m in ("zero2", "zero3")]
-if deepspeed_installed() and args.zero2_overlap: rows.append((f"{args.processes} processes, zero2 with overlap_comm", args.processes, "zero2-overlap"))
 
 def run(name:str, n:int, mode:str|None, i:int)->dict:
     out = work/f"{i}-{name.replace(' ', '_').replace(',', '')}"
-    cfg = [*common, f"batch_size={args.global_batch // n}", f"output_dir={out}"] + ([f"distributed={mode.split('-')[0]}"] if mode else [])
+    cfg = [*common, f"batch_size={args.global_batch // n}", f"output_dir={out}"] + ([f"distributed={mode}"] if mode else [])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if n == 1: cmd = [str(bin_/"llmft"), "train", *cfg]
     else:
-        target = [str(HERE/"_zero2_overlap.py")] if mode == "zero2-overlap" else ["-m", "llmft.cli"]
         cmd = [str(bin_/"accelerate"), "launch", "--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", *target, "train", *cfg]
+               "--dynamo_backend", "no", "-m", "llmft.cli", "train", *cfg]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0: raise SystemExit(f"{name} failed:\n{r.stderr[-3000:]}")
     s = json.loads((out/"train_summary.json").read_text())

@@ -34,11 +34,10 @@ def fsdp_config(model)->dict:
                 reshard_after_forward=True, state_dict_type="FULL_STATE_DICT", cpu_ram_efficient_loading=False)
 
 # %% ../nbs/03c_distributed.ipynb #51e0335c
-def deepspeed_config(stage:int, overlap:bool|None=None)->dict:
-    "The Trainer's `deepspeed` config for ZeRO stage 2 or 3, its batch and precision settings left to the Trainer (`auto`); `overlap`: communication beside computation (default: on GPUs)."
+def deepspeed_config(stage:int)->dict:
+    "The Trainer's `deepspeed` config for ZeRO stage 2 or 3, its batch and precision settings left to the Trainer (`auto`)."
     if stage not in (2, 3): raise ValueError(f"DeepSpeed ZeRO stage must be 2 or 3, got {stage}")
-    overlap = require("torch").cuda.is_available() if overlap is None else overlap
-    zero = dict(stage=stage, overlap_comm=overlap, contiguous_gradients=True) | (dict(stage3_gather_16bit_weights_on_model_save=True) if stage == 3 else {})
+    zero = dict(stage=stage, overlap_comm=True, contiguous_gradients=True) | (dict(stage3_gather_16bit_weights_on_model_save=True) if stage == 3 else {})
     return dict(zero_optimization=zero, train_micro_batch_size_per_gpu="auto", train_batch_size="auto", gradient_accumulation_steps="auto",
                 gradient_clipping="auto", bf16=dict(enabled="auto"), zero_allow_untested_optimizer=True)
 
