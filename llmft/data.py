@@ -14,7 +14,7 @@ from .core import require, fingerprint, percentile, IGNORE_INDEX
 __all__ = ['SCHEMAS', 'ROLES', 'TEMPLATES', 'SAMPLE_SPLITS', 'Problem', 'DataError', 'read_records', 'Example', 'detect_schema',
            'to_example', 'LoadReport', 'load_examples', 'format_prompt', 'choose_template', 'format_example',
            'chat_segments', 'format_segments', 'Features', 'tokenize_segments', 'tokenize_example', 'TokenizedDataset',
-           'tokenize_examples', 'collate', 'pack_features', 'packed_segments', 'sample_dataset_dir',
+           'tokenize_examples', 'collate', 'pack_features', 'packed_segments', 'sample_dataset_dir', 'write_splits',
            'make_sample_dataset', 'dataset_stats']
 
 # %% ../nbs/02_data.ipynb #751a7539
@@ -485,15 +485,19 @@ def sample_dataset_dir()->Path:
     "Folder of the sample dataset shipped with llmft."
     return Path(__file__).parent/"assets"/"sample" if "__file__" in globals() else Path(require("llmft").__file__).parent/"assets"/"sample"
 
-def make_sample_dataset(out_dir:str|Path, seed:int=0, sizes:dict=SAMPLE_SPLITS)->dict[str, Path]:
-    "Write seeded train/validation/test JSONL files of checkable instruction tasks."
+def write_splits(out_dir:str|Path, seed:int, sizes:dict[str, int], make)->dict[str, Path]:
+    "Write one JSONL file per split of `sizes`, each record `make(rng)` (one seeded generator throughout) with the id `split-00000`, …"
     out_dir, rng, paths = Path(out_dir), random.Random(seed), {}
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, n in sizes.items():
         paths[split] = out_dir/f"{split}.jsonl"
         with open(paths[split], "w") as f:
-            for i in range(n): f.write(json.dumps(dict(id=f"{split}-{i:05d}", **_sample_example(rng))) + "\n")
+            for i in range(n): f.write(json.dumps(dict(id=f"{split}-{i:05d}", **make(rng))) + "\n")
     return paths
+
+def make_sample_dataset(out_dir:str|Path, seed:int=0, sizes:dict=SAMPLE_SPLITS)->dict[str, Path]:
+    "Write seeded train/validation/test JSONL files of checkable instruction tasks."
+    return write_splits(out_dir, seed, sizes, _sample_example)
 
 # %% ../nbs/02_data.ipynb #dc588fb4
 def _dist(xs:list[int])->dict:

@@ -8,7 +8,7 @@ import json, random
 from dataclasses import dataclass
 from pathlib import Path
 from .core import require
-from .data import Problem, DataError, read_records, ROLES, _sample_example
+from .data import Problem, DataError, read_records, write_splits, ROLES, _sample_example
 
 # %% auto #0
 __all__ = ['KINDS', 'PREFERENCE_SPLITS', 'PreferencePair', 'LabeledCompletion', 'preference_kind', 'to_pair', 'to_labeled',
@@ -190,12 +190,7 @@ def preference_sample_dir()->Path:
 
 def make_preference_sample(out_dir:str|Path, seed:int=0, sizes:dict=PREFERENCE_SPLITS)->dict[str, Path]:
     "Write seeded train/validation/test JSONL files of sample preference pairs."
-    out_dir, rng, paths = Path(out_dir), random.Random(seed), {}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, n in sizes.items():
-        paths[split] = out_dir/f"{split}.jsonl"
-        paths[split].write_text("".join(json.dumps(dict(id=f"{split}-{i:05d}", **sample_pair(rng))) + "\n" for i in range(n)))
-    return paths
+    return write_splits(out_dir, seed, sizes, sample_pair)
 
 # %% ../nbs/02b_preference.ipynb #d22fabdf
 def is_preference_source(source:str|Path, split:str="train")->bool:
