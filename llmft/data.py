@@ -271,6 +271,8 @@ def load_examples(source:str|Path,              # file, dataset folder, hub id o
         order.setdefault(ref, len(order))
         if problem: problems.append(problem)
         else: rows.append((ref, _map_columns(rec, columns or {})))
+    if schema is None and rows and {"chosen", "rejected"} & set(rows[0][1]):  # before prompt/response: such a file has a `prompt` too
+        raise DataError([Problem(str(source), f"is preference data (fields {sorted(rows[0][1])}: chosen/rejected pairs), which supervised fine-tuning does not train on")], "preference data")
     if schema is None:
         found = [s for s in (detect_schema(set(r)) for _, r in rows) if s]
         schema = max(set(found), key=found.count) if found else None
