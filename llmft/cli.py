@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_cli.ipynb #51e73d52
 from __future__ import annotations
-import os, sys, json, argparse, contextlib, itertools, types, typing
+import sys, json, argparse, contextlib, itertools, types, typing
 from .core import ConfigError, MissingDependency, load_config
 from .data import DataError, SCHEMAS
 
@@ -115,7 +115,8 @@ def _train(args)->int:
     from llmft.tracking import train_tracked
     cfg = load_config(TrainConfig, args.config, args.overrides)
     with contextlib.redirect_stdout(sys.stderr): s = train_tracked(cfg)  # progress on stderr, the result on stdout
-    if int(os.environ.get("RANK", "0")) != 0: return 0  # under a launcher, the main process alone reports the run
+    from llmft.distributed import is_main_process
+    if not is_main_process(): return 0  # under a launcher, the main process alone reports the run
     print(json.dumps({k: s.get(k) for k in ("adapter", "steps", "train_seconds", "train_loss", "eval_loss", "eval_perplexity", "tokens_per_s", "processes", "distributed", "run_id", "tracking_uri")}, indent=2))
     return 0
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from .core import require
 from .config import TrainConfig, TrackingSettings
 from .train import train, start_training, tokenized_data
+from .distributed import is_main_process
 from .provenance import library_versions, git_commit, machine_info
 
 # %% auto #0
@@ -117,7 +118,7 @@ def sigterm_raises():
 
 def train_tracked(cfg:TrainConfig, callbacks:list=())->dict:
     "Train with MLflow tracking; a resumed run continues the MLflow run recorded for it in the output folder."
-    if not cfg.tracking.enabled or int(os.environ.get("RANK", "0")) != 0: return train(cfg, callbacks)  # one record per run: rank 0's
+    if not cfg.tracking.enabled or not is_main_process(): return train(cfg, callbacks)  # one record per run: rank 0's
     start, data = start_training(cfg), tokenized_data(cfg)  # the folder and the data checked before an MLflow run is made
     run_file = Path(cfg.output_dir)/"llmft_run.json"
     recorded = json.loads(run_file.read_text()) if cfg.resume and run_file.exists() else {}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03b_train.ipynb #360f3667
 from __future__ import annotations
-import functools, inspect, json, os, sys, time, uuid
+import functools, inspect, json, sys, time, uuid
 from pathlib import Path
 from .core import require, fingerprint, perplexity, shifted_nll, IGNORE_INDEX
 from .data import load_examples, tokenize_examples, pack_features, collate, Features, choose_template
@@ -243,7 +243,7 @@ def precision_choice(cfg:TrainConfig, model, batch:dict)->dict:
         bf16 = torch.cuda.is_bf16_supported() and cfg.quantization.bits is None
         return dict(precision="bf16" if bf16 else "fp32", why="GPU: bf16 autocast" if bf16 else "GPU: fp32 (no bf16, or a 4-bit base computing in its compute_dtype)")
     if cfg.quantization.bits: return dict(precision="fp32", why="4-bit base on a CPU: fp32, not timed")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1: return dict(precision="fp32", why="several processes: fp32, not timed (ranks must agree; set precision=bf16 to use it)")
+    if world_size() > 1: return dict(precision="fp32", why="several processes: fp32, not timed (ranks must agree; set precision=bf16 to use it)")
     if not _cpu_has_bf16(): return dict(precision="fp32", why="this CPU has no native bf16 (avx512_bf16, amx_bf16)")
     return _timed_choice(model, batch)
 
@@ -342,7 +342,6 @@ def check_output_dir(out:Path, min_free_mb:int=200):
 # %% ../nbs/03b_train.ipynb #f4ab5fbe
 RUN_RECORD = "llmft_train.json"  # in OUTPUT/ and in each checkpoint: {"train_id": ...}
 
-_main_process = is_main_process
 
 def _train_id(folder:Path)->str|None:
     f = Path(folder)/RUN_RECORD
@@ -372,7 +371,7 @@ def start_training(cfg:TrainConfig)->tuple[str, Path|None]:
         if old: raise FileExistsError(f"{ckpts} holds checkpoints of an earlier run ({', '.join(old)}): continue that run with resume=true, "
                                       f"or train into another output_dir (or delete {ckpts})")
         train_id = uuid.uuid4().hex[:16]
-        if _main_process(): record.write_text(json.dumps(dict(train_id=train_id, model=cfg.model, started=time.strftime("%Y-%m-%dT%H:%M:%S")), indent=2))
+        if is_main_process(): record.write_text(json.dumps(dict(train_id=train_id, model=cfg.model, started=time.strftime("%Y-%m-%dT%H:%M:%S")), indent=2))
         return train_id, None
     train_id = _train_id(out)
     ckpt = own_checkpoint(ckpts, train_id) if train_id else latest_checkpoint(ckpts)
@@ -401,7 +400,7 @@ def train(cfg:TrainConfig,          # the training configuration
     data, record = data or tokenized_data(cfg), out/RUN_RECORD
     recorded = json.loads(record.read_text()).get("precision") if resume_from and record.exists() else None  # a resumed run keeps its precision
     trainer, info = build_trainer(cfg, [checkpoint_stamp(train_id), *callbacks], data, recorded)
-    if not resume_from and _main_process() and record.exists(): record.write_text(json.dumps(json.loads(record.read_text()) | dict(precision=info["precision"]), indent=2))
+    if not resume_from and is_main_process() and record.exists(): record.write_text(json.dumps(json.loads(record.read_text()) | dict(precision=info["precision"]), indent=2))
     for cb in callbacks:
         if hasattr(cb, "on_data"): cb.on_data(info)  # e.g. tracking records the dataset fingerprints and the precision
     precision = info.pop("precision")
